@@ -1,0 +1,29 @@
+# Set-up, demo and tests on a machine with only Python 3.11 and pip.
+# The virtual environment sees system packages, so an installed torch (e.g. a CUDA build) is kept;
+# when there is none, the CPU build torch==2.13.0 is installed first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ernie2-installed
+
+.PHONY: setup demo test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "torch==2.13.0"
+	$(PY) -m pip install -e ".[test,all]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(PY) examples/demo.py
+
+test: setup
+	$(PY) -m pytest tests
+
+bench: setup
+	$(PY) benchmarks/encode.py
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

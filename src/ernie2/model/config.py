@@ -1,0 +1,140 @@
+"""ErnieConfig: the encoder's hyper-parameters, read from Paddle, PaddleNLP and Hugging Face files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Named sizes as data (layers, hidden, heads); intermediate defaults to 4 x hidden.
+NAMED_SIZES: dict[str, dict[str, Any]] = {
+    "ernie-tiny": dict(num_hidden_layers=3, hidden_size=1024, num_attention_heads=16),
+    "base": dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12),
+    "large": dict(num_hidden_layers=24, hidden_size=1024, num_attention_heads=16),
+    "medium": dict(num_hidden_layers=6, hidden_size=512, num_attention_heads=8),
+    "small": dict(num_hidden_layers=4, hidden_size=256, num_attention_heads=4),
+    "mini": dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=2),
+    # The Hugging Face BertModelTester size: for unit tests.
+    "test": dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=37,
+                 max_position_embeddings=64),
+}
+
+
+@dataclass
+class ErnieConfig:
+    vocab_size: int = 18000
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int | None = None  # None: 4 x hidden_size
+    hidden_act: str = "relu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 513
+    type_vocab_size: int = 2
+    use_task_id: bool = False
+    task_type_vocab_size: int = 3
+    initializer_range: float = 0.02
+    # Paddle's LayerNorm default; converted ERNIE weights are wrong with the HF default 1e-12.
+    layer_norm_eps: float = 1e-5
+    pad_token_id: int = 0
+    has_pooler: bool = True
+    classifier_dropout_prob: float | None = None
+    intermediate_dropout_prob: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.intermediate_size is None:
+            self.intermediate_size = 4 * self.hidden_size
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(f"hidden_act {self.hidden_act!r} is not one of {sorted(ACTIVATIONS)}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads "
+                f"{self.num_attention_heads}")
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "max_position_embeddings", "type_vocab_size", "task_type_vocab_size"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_name(cls, name: str, **overrides: Any) -> "ErnieConfig":
+        if name not in NAMED_SIZES:
+            raise KeyError(f"unknown model size {name!r}; known: {', '.join(NAMED_SIZES)}")
+        return cls(**{**NAMED_SIZES[name], **overrides})
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "<dict>") -> "ErnieConfig":
+        """Read any of: Paddle ernie_config.json, PaddleNLP model_config.json (flat or
+        nested init_args), Hugging Face config.json."""
+        d = dict(raw)
+        if "init_args" in d:  # PaddleNLP nested form
+            args = d["init_args"]
+            if isinstance(args, list):
+                args = next((a for a in args if isinstance(a, dict)), None)
+            if not isinstance(args, dict):
+                raise ValueError(f"{source}: init_args holds no dict of model arguments")
+            # A nested ErnieForX config carries the ErnieModel config one level deeper.
+            if "init_args" in args:
+                return cls.from_dict(args, source)
+            d = {**{k: v for k, v in d.items() if k not in ("init_args", "init_class")}, **args}
+        if "sent_type_vocab_size" in d:
+            d["type_vocab_size"] = d.pop("sent_type_vocab_size")
+        if "emb_size" in d:
+            emb = d.pop("emb_size")
+            if emb is not None and "hidden_size" in d and int(emb) != int(d["hidden_size"]):
+                raise ValueError(f"{source}: emb_size {emb} differs from hidden_size "
+                                 f"{d['hidden_size']}; factorized embeddings are not supported")
+        if d.get("use_task_id") is None:
+            d.pop("use_task_id", None)
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        extra = {k: v for k, v in d.items() if k not in known}
+        for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"):
+            if k not in kwargs:
+                raise ValueError(f"{source}: config has no {k!r}")
+        try:
+            return cls(**kwargs, extra=extra)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: {exc}") from exc
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "ErnieConfig":
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not a JSON config file ({exc})") from exc
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: expected a JSON object")
+        return cls.from_dict(raw, source=str(path))
+
+    # ------------------------------------------------------------------ writing
+    def to_dict(self) -> dict[str, Any]:
+        """A Hugging Face style config.json (loads into transformers' ErnieModel)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        for k in ("classifier_dropout_prob", "intermediate_dropout_prob"):
+            if d[k] is None:
+                del d[k]
+        return {"model_type": "ernie", "architectures": ["ErnieModel"], **d,
+                "position_embedding_type": "absolute", **self.extra}
+
+    def save(self, path: str | os.PathLike) -> None:
+        from ernie2.utils import atomic_write_text
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+
+    def replace(self, **changes: Any) -> "ErnieConfig":
+        return dataclasses.replace(self, **changes)
+
+
+ACTIVATIONS = {"relu", "gelu", "gelu_new", "tanh"}

@@ -1,0 +1,75 @@
+"""Output heads that sit on the encoder: masked LM, pooled classification, per-token, span."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ernie2.model.config import ErnieConfig
+from ernie2.model.modeling import activation
+
+
+class MaskedLMHead(nn.Module):
+    """transform (dense + act + LayerNorm), then a decoder tied to the word embedding.
+
+    Logits are computed only at the positions asked for: `positions` is a boolean mask
+    [B, T] or a 1-D index into the flattened [B*T] sequence. Returns [N, vocab].
+    """
+
+    def __init__(self, config: ErnieConfig, word_embeddings: nn.Embedding):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = activation(config.hidden_act)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        # Not registered as a submodule: the weight belongs to (and is saved with) the encoder.
+        self._decoder = [word_embeddings]
+        nn.init.normal_(self.dense.weight, 0.0, config.initializer_range)
+        nn.init.zeros_(self.dense.bias)
+
+    @property
+    def decoder_weight(self) -> torch.Tensor:
+        return self._decoder[0].weight
+
+    def forward(self, encoded: torch.Tensor, positions: torch.Tensor | None = None):
+        flat = encoded.reshape(-1, encoded.shape[-1])
+        if positions is not None:
+            index = positions.reshape(-1).nonzero().squeeze(1) if positions.dtype == torch.bool \
+                else positions.reshape(-1)
+            flat = flat.index_select(0, index)
+        h = self.layer_norm(self.act(self.dense(flat)))
+        return F.linear(h, self.decoder_weight, self.bias)
+
+
+class SequenceHead(nn.Module):
+    """Classification or regression (num_labels=1) on the pooled [CLS] output."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float = 0.1,
+                 initializer_range: float = 0.02):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden_size, num_labels)
+        nn.init.normal_(self.classifier.weight, 0.0, initializer_range)
+        nn.init.zeros_(self.classifier.bias)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(pooled))
+
+
+class TokenHead(SequenceHead):
+    """Per-token classification on the encoder output [B, T, H] -> [B, T, num_labels]."""
+
+
+class SpanHead(nn.Module):
+    """Start/end logits for extractive reading comprehension: [B, T] each."""
+
+    def __init__(self, hidden_size: int, initializer_range: float = 0.02):
+        super().__init__()
+        self.qa_outputs = nn.Linear(hidden_size, 2)
+        nn.init.normal_(self.qa_outputs.weight, 0.0, initializer_range)
+        nn.init.zeros_(self.qa_outputs.bias)
+
+    def forward(self, encoded: torch.Tensor):
+        start, end = self.qa_outputs(encoded).unbind(-1)
+        return start, end

@@ -1,0 +1,192 @@
+"""The ERNIE encoder: embeddings (with the optional task embedding), post-LN Transformer, pooler."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ernie2.model.config import ErnieConfig
+
+
+def activation(name: str):
+    if name == "relu":
+        return F.relu
+    if name == "gelu":
+        return F.gelu
+    if name == "gelu_new":
+        return lambda x: F.gelu(x, approximate="tanh")
+    if name == "tanh":
+        return torch.tanh
+    raise ValueError(f"unknown activation {name!r}")
+
+
+class ErnieEmbeddings(nn.Module):
+    def __init__(self, config: ErnieConfig):
+        super().__init__()
+        h = config.hidden_size
+        self.word_embeddings = nn.Embedding(config.vocab_size, h)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, h)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, h)
+        # The one thing the encoder knows about tasks: ERNIE 2.0's task embedding.
+        self.task_type_embeddings = (
+            nn.Embedding(config.task_type_vocab_size, h) if config.use_task_id else None)
+        self.layer_norm = nn.LayerNorm(h, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids, sent_ids=None, task_ids=None, pos_ids=None):
+        seq_len = input_ids.shape[1]
+        if seq_len > self.position_embeddings.num_embeddings:
+            raise ValueError(f"sequence length {seq_len} exceeds max_position_embeddings "
+                             f"{self.position_embeddings.num_embeddings}")
+        x = self.word_embeddings(input_ids)
+        if pos_ids is None:
+            x = x + self.position_embeddings.weight[:seq_len].unsqueeze(0)
+        else:
+            x = x + self.position_embeddings(pos_ids)
+        if sent_ids is None:
+            x = x + self.token_type_embeddings.weight[0]
+        else:
+            x = x + self.token_type_embeddings(sent_ids)
+        if self.task_type_embeddings is not None:
+            if task_ids is None:
+                x = x + self.task_type_embeddings.weight[0]
+            elif task_ids.dim() < 2:  # one id per example, or one for the batch
+                x = x + self.task_type_embeddings(task_ids).reshape(-1, 1, x.shape[-1])
+            else:
+                x = x + self.task_type_embeddings(task_ids)
+        return self.dropout(self.layer_norm(x))
+
+
+class ErnieSelfAttention(nn.Module):
+    def __init__(self, config: ErnieConfig):
+        super().__init__()
+        h = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.query = nn.Linear(h, h)
+        self.key = nn.Linear(h, h)
+        self.value = nn.Linear(h, h)
+        self.output = nn.Linear(h, h)
+        self.dropout_p = config.attention_probs_dropout_prob
+
+    def forward(self, x, mask):
+        b, t, h = x.shape
+        q, k, v = (proj(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
+                   for proj in (self.query, self.key, self.value))
+        ctx = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0)
+        return self.output(ctx.transpose(1, 2).reshape(b, t, h))
+
+
+class ErnieLayer(nn.Module):
+    """Post-LN Transformer block: x = LN(x + attn(x)); x = LN(x + ffn(x))."""
+
+    def __init__(self, config: ErnieConfig):
+        super().__init__()
+        h = config.hidden_size
+        self.attention = ErnieSelfAttention(config)
+        self.attention_norm = nn.LayerNorm(h, eps=config.layer_norm_eps)
+        self.ffn_in = nn.Linear(h, config.intermediate_size)
+        self.ffn_out = nn.Linear(config.intermediate_size, h)
+        self.ffn_norm = nn.LayerNorm(h, eps=config.layer_norm_eps)
+        self.act = activation(config.hidden_act)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        ffn_drop = config.intermediate_dropout_prob
+        self.ffn_dropout = nn.Dropout(ffn_drop) if ffn_drop else nn.Identity()
+
+    def forward(self, x, mask):
+        x = self.attention_norm(x + self.dropout(self.attention(x, mask)))
+        y = self.ffn_out(self.ffn_dropout(self.act(self.ffn_in(x))))
+        return self.ffn_norm(x + self.dropout(y))
+
+
+class ErniePooler(nn.Module):
+    def __init__(self, config: ErnieConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, encoded):
+        return torch.tanh(self.dense(encoded[:, 0]))
+
+
+class ErnieModel(nn.Module):
+    """`pooled, encoded = model(ids, sent_ids=None, task_ids=None, attention_mask=None)`.
+
+    `attention_mask` (1 = token, 0 = padding) defaults to `ids != pad_token_id`, as in ERNIE.
+    `task_ids` may be per token [B, T], per example [B] or one scalar.
+    With `output_hidden_states=True` a third element holds the embedding output and every
+    layer's output.
+    """
+
+    def __init__(self, config: ErnieConfig):
+        super().__init__()
+        self.config = config
+        self.embeddings = ErnieEmbeddings(config)
+        self.layers = nn.ModuleList(ErnieLayer(config) for _ in range(config.num_hidden_layers))
+        self.pooler = ErniePooler(config) if config.has_pooler else None
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, 0.0, std)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    @property
+    def device(self) -> torch.device:
+        return self.embeddings.word_embeddings.weight.device
+
+    def forward(self, input_ids, sent_ids=None, task_ids=None, attention_mask=None,
+                pos_ids=None, output_hidden_states: bool = False):
+        if attention_mask is None:
+            attention_mask = input_ids != self.config.pad_token_id
+        mask = attention_mask.bool()
+        # No padding at all: let SDPA take its unmasked (flash) kernel.
+        sdpa_mask = None if bool(mask.all()) else mask[:, None, None, :]
+        x = self.embeddings(input_ids, sent_ids, task_ids, pos_ids)
+        hidden = [x] if output_hidden_states else None
+        for layer in self.layers:
+            x = layer(x, sdpa_mask)
+            if hidden is not None:
+                hidden.append(x)
+        pooled = self.pooler(x) if self.pooler is not None else None
+        if output_hidden_states:
+            return pooled, x, tuple(hidden)
+        return pooled, x
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        params = self.parameters() if not exclude_embeddings else (
+            p for n, p in self.named_parameters() if not n.startswith("embeddings."))
+        return sum(p.numel() for p in params)
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Forward FLOPs per token (matmuls only), for MFU: 2 * params + attention scores."""
+        c = self.config
+        dense = 2 * self.num_parameters(exclude_embeddings=True)
+        attn = 2 * 2 * c.num_hidden_layers * seq_len * c.hidden_size
+        return float(dense + attn)
+
+    # ------------------------------------------------------------------ checkpoints
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> "ErnieModel":
+        """Load from our directory, a Hugging Face Ernie directory, a Paddle dygraph
+        `.pdparams` (ERNIE or PaddleNLP naming) or a Paddle static `params/` directory.
+        Config keys given as keyword arguments override the checkpoint's (e.g.
+        `num_hidden_layers=3` keeps only the first three layers)."""
+        from ernie2.model.checkpoint import load_pretrained
+        model, _ = load_pretrained(cls, path, **overrides)
+        return model
+
+    def save_pretrained(self, path: str | os.PathLike, vocab_file: str | os.PathLike | None = None,
+                        extra_tensors: dict[str, torch.Tensor] | None = None) -> None:
+        from ernie2.model.checkpoint import save_pretrained
+        save_pretrained(self, path, vocab_file=vocab_file, extra_tensors=extra_tensors)
+
