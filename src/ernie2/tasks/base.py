@@ -129,3 +129,30 @@ def create_task(spec: str, **options: Any) -> PretrainingTask:
     if missing:
         raise TypeError(f"task {spec!r} lacks {', '.join(missing)} of the task protocol")
     return task
+
+
+def collate(examples: list[Example], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """Pad examples of one task into a batch: input_ids, sent_ids, attention_mask [B, T],
+    task_ids [B], labels ([B, T] padded with IGNORE_INDEX for token tasks, [B] otherwise)."""
+    if not examples:
+        raise ValueError("cannot collate an empty list of examples")
+    width = max(len(e.input_ids) for e in examples)
+    n = len(examples)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    sent = torch.zeros((n, width), dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    token_labels = isinstance(examples[0].labels, list)
+    labels = (torch.full((n, width), IGNORE_INDEX, dtype=torch.long) if token_labels
+              else torch.empty(n, dtype=torch.long))
+    for i, e in enumerate(examples):
+        k = len(e.input_ids)
+        ids[i, :k] = torch.tensor(e.input_ids)
+        sent[i, :k] = torch.tensor(e.sent_ids)
+        mask[i, :k] = 1
+        if token_labels:
+            labels[i, :k] = torch.tensor(e.labels)
+        else:
+            labels[i] = int(e.labels)
+    task_ids = torch.tensor([e.task_id for e in examples], dtype=torch.long)
+    return {"input_ids": ids, "sent_ids": sent, "attention_mask": mask, "task_ids": task_ids,
+            "labels": labels}
