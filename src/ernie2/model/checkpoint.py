@@ -81,29 +81,28 @@ _PARAMS = {"emb": (".weight",), "ln": (".weight", ".bias"), "linear": (".weight"
 # Names that are known and carry nothing we need (tied decoders, buffers, optimizer state).
 _IGNORED = re.compile(
     r"(^|\.)position_ids$|^cls\.predictions\.decoder(\.weight|\.bias|_weight)$"
-    r"|_moment\d_\d+$|_pow_acc_\d+$|^learning_rate_\d+$|^@|_velocity_\d+$")
+    r"|_moment\d_\d+$|_pow_acc_\d+$|^learning_rate_\d+$|^@|_velocity_\d+$|^num_\w*_steps"
+    r"|^loss_scaling_\d+$")
 
 
 def _build_tables():
     to_canon: list[tuple[re.Pattern, str]] = []
-    to_hf: list[tuple[re.Pattern, str]] = []
+    from_canon: dict[str, list[tuple[re.Pattern, str]]] = {s: [] for s in SCHEMES}
     for canon, kind, *names in _MODULES:
         for suffix in _PARAMS[kind]:
             c_name = canon + suffix
-            c_re = re.escape(c_name).replace(r"\{i\}", r"(?P<i>\d+)")
+            c_re = re.compile("^" + re.escape(c_name).replace(r"\{i\}", r"(?P<i>\d+)") + "$")
             for scheme, src in zip(SCHEMES, names):
                 if src is None:
                     continue
-                s_suffix = _SUFFIXES.get(scheme, {}).get((kind, suffix), suffix)
-                s_name = src + s_suffix
+                s_name = src + _SUFFIXES.get(scheme, {}).get((kind, suffix), suffix)
                 s_re = re.escape(s_name).replace(r"\{i\}", r"(?P<i>\d+)")
                 to_canon.append((re.compile(f"^{s_re}$"), c_name))
-                if scheme == "hf":
-                    to_hf.append((re.compile(f"^{c_re}$"), s_name))
-    return to_canon, to_hf
+                from_canon[scheme].append((c_re, s_name))
+    return to_canon, from_canon
 
 
-_TO_CANON, _TO_HF = _build_tables()
+_TO_CANON, _FROM_CANON = _build_tables()
 _PREFIX = re.compile(r"^(ernie|bert|model)\.")
 
 
@@ -119,12 +118,21 @@ def canonical_name(name: str) -> str | None:
     return None
 
 
-def hf_name(canon: str) -> str:
-    for pattern, target in _TO_HF:
+def scheme_name(canon: str, scheme: str = "hf") -> str | None:
+    """The name of canonical parameter `canon` in `scheme` (one of SCHEMES); None if it has none.
+    Extra heads keep their canonical name in the hf scheme (our on-disk naming)."""
+    for pattern, target in _FROM_CANON[scheme]:
         m = pattern.match(canon)
         if m:
             return target.replace("{i}", m.group("i")) if "{i}" in target else target
-    return canon  # extra heads keep our name
+    return canon if scheme == "hf" and canon.startswith("heads.") else None
+
+
+def hf_name(canon: str) -> str:
+    name = scheme_name(canon, "hf")
+    if name is None:
+        raise KeyError(f"parameter {canon!r} has no on-disk name")
+    return name
 
 
 # ---------------------------------------------------------------------- reading
@@ -392,5 +400,5 @@ def resolve_pretrained(name_or_path: str | os.PathLike) -> Path:
 
 
 __all__ = ["Checkpoint", "PaddleFormatError", "assign", "canonical_name", "convert",
-           "detect_format", "hf_name", "load_encoder", "load_pretrained", "read_checkpoint",
+           "detect_format", "hf_name", "scheme_name", "load_encoder", "load_pretrained", "read_checkpoint",
            "resolve_pretrained", "save_pretrained"]

@@ -44,7 +44,8 @@ class ErnieConfig:
     has_pooler: bool = True
     classifier_dropout_prob: float | None = None
     intermediate_dropout_prob: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Keys we do not interpret, written back as they came.
+    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.intermediate_size is None:
@@ -97,7 +98,7 @@ class ErnieConfig:
             d.pop("use_task_id", None)
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         kwargs = {k: v for k, v in d.items() if k in known}
-        extra = {k: v for k, v in d.items() if k not in known}
+        extra = {k: v for k, v in d.items() if k not in known and k not in _WRITTEN_KEYS}
         for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"):
             if k not in kwargs:
                 raise ValueError(f"{source}: config has no {k!r}")
@@ -138,3 +139,4 @@ class ErnieConfig:
 
 
 ACTIVATIONS = {"relu", "gelu", "gelu_new", "tanh"}
+_WRITTEN_KEYS = {"model_type", "architectures", "position_embedding_type"}

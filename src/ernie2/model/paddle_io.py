@@ -186,6 +186,8 @@ _ALLOWED_GLOBALS = {
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
     ("collections", "OrderedDict"),
+    # Protocol-2 pickles written by Python 3 (paddle.save's default) rebuild bytes this way.
+    ("_codecs", "encode"),
     ("builtins", "set"),
     ("builtins", "frozenset"),
     ("builtins", "tuple"),
