@@ -2,9 +2,14 @@
 
 A task is a small object: its `name`, `kind` ("token" or "sequence"), `num_classes`, a one-line
 `description`, `build(doc, rng)` making one example from a document (or None when it cannot),
-`make_head(config)` returning the head module it trains, and `compute(head, pooled, encoded,
-batch)` returning a loss and metric sums. The trainer only ever talks to tasks through this
-protocol and the registry; it never names a task.
+`make_head(config, encoder)` returning the head module it trains (`encoder` is the ErnieModel, so
+a masked-LM head can tie its decoder to `encoder.embeddings.word_embeddings`), and
+`compute(head, pooled, encoded, batch)` returning a loss and metric sums. The trainer only ever
+talks to tasks through this protocol and the registry; it never names a task.
+
+Optional members a task may have (the example stream uses them when present): `stats` (a
+Counter of built examples and skips by reason), `state_dict()` / `load_state_dict(state)` for
+state kept across documents (e.g. a reservoir of recent documents), so a stream resumes exactly.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ class Sentence:
     words: list[str] | None = None  # word segmentation, when known ("".join(words) == text
     # for Chinese; " ".join(words) for space-separated languages)
     spans: list[Span] = field(default_factory=list)
+    # Pre-tokenized input (the ERNIE 1.0 five-field format): vocab ids without [CLS]/[SEP], and
+    # seg_labels (0 = first token of a word, 1 = inside a word). `text` is "" then.
+    token_ids: list[int] | None = None
+    seg_labels: list[int] | None = None
 
 
 @dataclass
@@ -46,6 +55,9 @@ class Document:
     title: str | None = None
     source: str = ""  # "file:line" of the document's first line, for error messages
     lang: str = "zh"
+    # Reader facts a task may use, e.g. {"next_sentence_label": 1} for ERNIE 1.0 lines or
+    # {"tagged": True} when spans came from the corpus's own tags.
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def sentences(self) -> list[Sentence]:
@@ -76,7 +88,7 @@ class PretrainingTask(Protocol):
 
     def build(self, doc: Document, rng: random.Random) -> Example | None: ...
 
-    def make_head(self, config) -> nn.Module: ...
+    def make_head(self, config, encoder: nn.Module) -> nn.Module: ...
 
     def compute(self, head: nn.Module, pooled: torch.Tensor, encoded: torch.Tensor,
                 batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
