@@ -127,3 +127,17 @@ def test_vocab_train_cli(tmp_path, capsys):
     assert tok.tokenize("百度") == ["百", "度"]
     assert cli_main(["vocab", "check", str(out)]) == 0
     assert "[MASK]=3" in capsys.readouterr().out
+
+
+def test_length_batches_cover_every_index_once_within_limits():
+    from ernie2.tokenizer.batching import length_batches
+
+    rng = random.Random(1)
+    lengths = [rng.randint(1, 50) for _ in range(200)]
+    batches = list(length_batches(lengths, batch_size=16, max_tokens=300))
+    seen = sorted(i for b in batches for i in b)
+    assert seen == list(range(200))
+    for b in batches:
+        width = max(lengths[i] for i in b)
+        assert len(b) <= 16 and (width * len(b) <= 300 or len(b) == 1)
+        assert [lengths[i] for i in b] == sorted((lengths[i] for i in b), reverse=True)
