@@ -21,6 +21,7 @@ def _row(info, home):
             "hidden": info.hidden, "heads": info.heads, "vocab_size": info.vocab_size,
             "summary": info.summary, "aliases": list(info.aliases), "note": info.note,
             "cached": str(cached) if cached else None,
+            "cached_from": hub.describe_cached(info.name, home) if cached else None,
             "sources": [s.describe() for s in info.sources]}
 
 

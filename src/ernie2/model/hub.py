@@ -1,4 +1,4 @@
-"""Pre-trained ERNIE checkpoints by name: the table of released models, and fetching them into a local cache."""
+"""Pre-trained ERNIE checkpoints by name: the table of released models, fetched into a cache."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Any, Iterable, Iterator, Protocol
 
 logger = logging.getLogger(__name__)
 
-ENV_HOME = "ERNIE2_HOME"          # cache directory (default: $XDG_CACHE_HOME/ernie2 or ~/.cache/ernie2)
+ENV_HOME = "ERNIE2_HOME"          # the cache (default $XDG_CACHE_HOME/ernie2 or ~/.cache/ernie2)
 ENV_OFFLINE = "ERNIE2_OFFLINE"    # 1: never touch the network
 ENV_MIRROR = "ERNIE2_MIRROR"      # replaces scheme://host of every published download address
 ENV_REGISTRY = "ERNIE2_REGISTRY"  # a JSON file adding or replacing table entries
@@ -51,7 +51,8 @@ class ChecksumError(ValueError):
 
 
 class ArchiveError(ValueError):
-    """An archive that is unreadable, unsafe (paths out of the target, links) or holds no checkpoint."""
+    """An archive that is unreadable, unsafe (paths out of the target, links) or holds no
+    checkpoint."""
 
 
 # ---------------------------------------------------------------------- the table
@@ -103,7 +104,7 @@ class ModelInfo:
     heads: int
     vocab_size: int
     summary: str
-    sources: tuple = ()
+    sources: tuple[Source, ...] = ()
     aliases: tuple[str, ...] = ()
     note: str = ""
 
@@ -170,66 +171,70 @@ _NLP = "https://bj.bcebos.com/paddlenlp/models/transformers/"
 _WENXIN = "http://bj.bcebos.com/wenxin-models/"
 
 
-def _nlp_files(weights: str, vocab: str, config: dict) -> "FilesSource":
-    return FilesSource((("model_state.pdparams", Download(_NLP + weights)),
-                        ("vocab.txt", Download(_NLP + vocab))), config=config)
+# One row a released model. arch: language, layers, hidden, heads, vocab, activation,
+# positions, sentence types, ffn size (PaddleNLP's init configuration). Sources are tried in
+# the order dygraph archive, static archive, PaddleNLP files, wenxin archive, Hugging Face.
+_RELEASED: list[dict[str, Any]] = [
+    dict(name="ernie-1.0", arch=("zh", 12, 768, 12, 18000, "relu", 513, 2, 3072),
+         summary="ERNIE 1.0 base, Chinese (knowledge masking)", aliases=("ernie-1.0-base-zh",),
+         dygraph="model-ernie1.0.1.tar.gz",
+         static="https://baidu-nlp.bj.bcebos.com/ERNIE_stable-1.0.1.tar.gz",
+         paddlenlp=("ernie/ernie_v1_chn_base.pdparams", "ernie/vocab.txt"),
+         hf="nghuyong/ernie-1.0-base-zh"),
+    dict(name="ernie-1.0-max-len-512", arch=("zh", 12, 768, 12, 18000, "relu", 512, 2, 3072),
+         summary="ERNIE 1.0 base, Chinese, pre-trained with sequences up to 512",
+         static=_BCE + "ERNIE_1.0_max-len-512.tar.gz"),
+    dict(name="ernie-tiny", arch=("zh", 3, 1024, 16, 50006, "relu", 600, 2, 4096),
+         summary="ERNIE tiny, Chinese, distilled 3-layer model",
+         dygraph="model-ernie_tiny.1.tar.gz", static=_BCE + "ernie_tiny.tar.gz",
+         paddlenlp=("ernie_tiny/ernie_tiny.pdparams", "ernie_tiny/vocab.txt"),
+         hf="nghuyong/ernie-tiny",
+         note="its tokenizer segments words (jieba) then sentencepiece "
+              "(subword/spm_cased_simp_sampled.model); ErnieTokenizer's WordPiece over "
+              "vocab.txt does not reproduce it"),
+    dict(name="ernie-2.0-en", arch=("en", 12, 768, 12, 30522, "gelu", 512, 4, 3072),
+         summary="ERNIE 2.0 base, English (continual multi-task pre-training)",
+         aliases=("ernie-2.0-base-en",), dygraph="model-ernie2.0-en.1.tar.gz",
+         static=_BCE + "ERNIE_Base_en_stable-2.0.0.tar.gz",
+         paddlenlp=("ernie_v2_base/ernie_v2_eng_base.pdparams", "ernie_v2_base/vocab.txt"),
+         hf="nghuyong/ernie-2.0-base-en"),
+    dict(name="ernie-2.0-large-en", arch=("en", 24, 1024, 16, 30522, "gelu", 512, 4, 4096),
+         summary="ERNIE 2.0 large, English", dygraph="model-ernie2.0-large-en.1.tar.gz",
+         static=_BCE + "ERNIE_Large_en_stable-2.0.0.tar.gz",
+         paddlenlp=("ernie_v2_large/ernie_v2_eng_large.pdparams", "ernie_v2_large/vocab.txt"),
+         hf="nghuyong/ernie-2.0-large-en"),
+    dict(name="ernie-2.0-base-zh", arch=("zh", 12, 768, 12, 18000, "relu", 513, 4, 3072),
+         summary="ERNIE 2.0 base, Chinese (released later, via wenxin/PaddleNLP)",
+         paddlenlp=("ernie_2.0/ernie_2.0_base_zh.pdparams",
+                    "ernie_2.0/ernie_2.0_base_zh_vocab.txt"),
+         wenxin="ernie_2.0_base_ch_open.tgz", hf="nghuyong/ernie-2.0-base-zh"),
+    dict(name="ernie-2.0-large-zh", arch=("zh", 24, 1024, 16, 12800, "relu", 512, 4, 4096),
+         summary="ERNIE 2.0 large, Chinese (released later, via wenxin/PaddleNLP)",
+         paddlenlp=("ernie_2.0/ernie_2.0_large_zh.pdparams",
+                    "ernie_2.0/ernie_2.0_large_zh_vocab.txt"),
+         wenxin="ernie_2.0_large_ch_open.tgz"),
+]
 
 
-def _builtin() -> list[ModelInfo]:
-    A, H = ArchiveSource, HubSource
-    zh1 = _paddlenlp_config(12, 768, 12, 18000, "relu", 513, 2)
-    return [
-        ModelInfo("ernie-1.0", "zh", 12, 768, 12, 18000,
-                  "ERNIE 1.0 base, Chinese (knowledge masking)", (
-                      A(Download(_BCE_DY + "model-ernie1.0.1.tar.gz")),
-                      A(Download("https://baidu-nlp.bj.bcebos.com/ERNIE_stable-1.0.1.tar.gz")),
-                      _nlp_files("ernie/ernie_v1_chn_base.pdparams", "ernie/vocab.txt", zh1),
-                      H("nghuyong/ernie-1.0-base-zh")),
-                  aliases=("ernie-1.0-base-zh",)),
-        ModelInfo("ernie-1.0-max-len-512", "zh", 12, 768, 12, 18000,
-                  "ERNIE 1.0 base, Chinese, pre-trained with sequences up to 512",
-                  (A(Download(_BCE + "ERNIE_1.0_max-len-512.tar.gz")),)),
-        ModelInfo("ernie-tiny", "zh", 3, 1024, 16, 50006,
-                  "ERNIE tiny, Chinese, distilled 3-layer model", (
-                      A(Download(_BCE_DY + "model-ernie_tiny.1.tar.gz")),
-                      A(Download(_BCE + "ernie_tiny.tar.gz")),
-                      _nlp_files("ernie_tiny/ernie_tiny.pdparams", "ernie_tiny/vocab.txt",
-                                 _paddlenlp_config(3, 1024, 16, 50006, "relu", 600, 2, 4096)),
-                      H("nghuyong/ernie-tiny")),
-                  note="its tokenizer segments words (jieba) then sentencepiece "
-                       "(subword/spm_cased_simp_sampled.model); ErnieTokenizer's WordPiece "
-                       "over vocab.txt does not reproduce it"),
-        ModelInfo("ernie-2.0-en", "en", 12, 768, 12, 30522,
-                  "ERNIE 2.0 base, English (continual multi-task pre-training)", (
-                      A(Download(_BCE_DY + "model-ernie2.0-en.1.tar.gz")),
-                      A(Download(_BCE + "ERNIE_Base_en_stable-2.0.0.tar.gz")),
-                      _nlp_files("ernie_v2_base/ernie_v2_eng_base.pdparams",
-                                 "ernie_v2_base/vocab.txt",
-                                 _paddlenlp_config(12, 768, 12, 30522, "gelu", 512, 4)),
-                      H("nghuyong/ernie-2.0-base-en")),
-                  aliases=("ernie-2.0-base-en",)),
-        ModelInfo("ernie-2.0-large-en", "en", 24, 1024, 16, 30522,
-                  "ERNIE 2.0 large, English", (
-                      A(Download(_BCE_DY + "model-ernie2.0-large-en.1.tar.gz")),
-                      A(Download(_BCE + "ERNIE_Large_en_stable-2.0.0.tar.gz")),
-                      _nlp_files("ernie_v2_large/ernie_v2_eng_large.pdparams",
-                                 "ernie_v2_large/vocab.txt",
-                                 _paddlenlp_config(24, 1024, 16, 30522, "gelu", 512, 4, 4096)),
-                      H("nghuyong/ernie-2.0-large-en"))),
-        ModelInfo("ernie-2.0-base-zh", "zh", 12, 768, 12, 18000,
-                  "ERNIE 2.0 base, Chinese (released later, via wenxin/PaddleNLP)", (
-                      _nlp_files("ernie_2.0/ernie_2.0_base_zh.pdparams",
-                                 "ernie_2.0/ernie_2.0_base_zh_vocab.txt",
-                                 _paddlenlp_config(12, 768, 12, 18000, "relu", 513, 4)),
-                      A(Download(_WENXIN + "ernie_2.0_base_ch_open.tgz")),
-                      H("nghuyong/ernie-2.0-base-zh"))),
-        ModelInfo("ernie-2.0-large-zh", "zh", 24, 1024, 16, 12800,
-                  "ERNIE 2.0 large, Chinese (released later, via wenxin/PaddleNLP)", (
-                      _nlp_files("ernie_2.0/ernie_2.0_large_zh.pdparams",
-                                 "ernie_2.0/ernie_2.0_large_zh_vocab.txt",
-                                 _paddlenlp_config(24, 1024, 16, 12800, "relu", 512, 4, 4096)),
-                      A(Download(_WENXIN + "ernie_2.0_large_ch_open.tgz")))),
-    ]
+def _released(row: dict[str, Any]) -> ModelInfo:
+    lang, layers, hidden, heads, vocab, act, positions, types, ffn = row["arch"]
+    sources: list[Source] = []
+    if "dygraph" in row:
+        sources.append(ArchiveSource(Download(_BCE_DY + row["dygraph"])))
+    if "static" in row:
+        sources.append(ArchiveSource(Download(row["static"])))
+    if "paddlenlp" in row:
+        weights, vocab_file = row["paddlenlp"]
+        sources.append(FilesSource(
+            (("model_state.pdparams", Download(_NLP + weights)),
+             ("vocab.txt", Download(_NLP + vocab_file))),
+            config=_paddlenlp_config(layers, hidden, heads, vocab, act, positions, types, ffn)))
+    if "wenxin" in row:
+        sources.append(ArchiveSource(Download(_WENXIN + row["wenxin"])))
+    if "hf" in row:
+        sources.append(HubSource(row["hf"]))
+    return ModelInfo(row["name"], lang, layers, hidden, heads, vocab, row["summary"],
+                     tuple(sources), tuple(row.get("aliases", ())), row.get("note", ""))
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -782,9 +787,9 @@ class _Job:
                     path.unlink(missing_ok=True)
                 self.tried.append(f"{src.describe()}: {exc}")
             except (DownloadError, ValueError, OSError) as exc:
-                kept = [str(p) for p in self.downloaded if p.exists()]
+                kept = ", ".join(str(p) for p in self.downloaded if p.exists())
                 self.tried.append(f"{src.describe()}: {exc}"
-                                  + (f" (downloaded files kept: {', '.join(kept)})" if kept else ""))
+                                  + (f" (downloaded files kept: {kept})" if kept else ""))
         raise ModelUnavailableError(self._message(
             "" if self.info.sources else "The table lists no download address for it."))
 
@@ -868,8 +873,8 @@ def iter_models() -> Iterable[ModelInfo]:
     return sorted(known_models().values(), key=lambda i: i.name)
 
 
-for _info in _builtin():
-    register(_info)
+for _row in _RELEASED:
+    register(_released(_row))
 
 __all__ = ["ArchiveError", "ArchiveSource", "ChecksumError", "Download", "DownloadError",
            "FilesSource", "HubSource", "ModelInfo", "ModelUnavailableError", "UnknownModelError",
