@@ -649,3 +649,57 @@ def test_mirror_may_be_a_local_directory(home, tmp_path, static, monkeypatch):
     monkeypatch.setenv("ERNIE2_MIRROR", mirror.as_uri())
     with hub.registered(info):
         assert_matches(ErnieModel.from_pretrained("tiny-file"), static)
+
+
+def test_another_process_waits_for_the_lock_then_uses_one_download(server, home, tmp_path,
+                                                                  static):
+    """A second process blocks on the model's lock file while the first holds it."""
+    import queue
+    import subprocess
+
+    fcntl = pytest.importorskip("fcntl")
+    archive_model(server, tmp_path, static)
+    reg = tmp_path / "models.json"
+    reg.write_text(json.dumps([{"name": "tiny-proc", "language": "zh", "layers": L, "hidden": H,
+                                "heads": 4, "vocab_size": V,
+                                "sources": [{"archive": server.base + "/m/tiny.tar.gz"}]}]))
+    lock = home / "locks" / "tiny-proc.lock"
+    lock.parent.mkdir(parents=True)
+    held = open(lock, "a+b")
+    fcntl.flock(held, fcntl.LOCK_EX)  # as a first process fetching the model would
+    env = {**os.environ, "ERNIE2_HOME": str(home), "ERNIE2_REGISTRY": str(reg)}
+    proc = subprocess.Popen([sys.executable, "-m", "ernie2", "models", "--download", "tiny-proc"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+
+    def read():
+        for ln in proc.stderr:
+            lines.put(ln)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        while True:
+            ln = lines.get(timeout=120)
+            assert ln is not None, "the second process did not wait for the lock"
+            if "waiting for another process" in ln:
+                break
+        assert server.log == []  # blocked: it has not touched the network
+    finally:
+        fcntl.flock(held, fcntl.LOCK_UN)
+        held.close()
+    out = proc.stdout.read()
+    assert proc.wait(timeout=120) == 0
+    assert str(home / "models" / "tiny-proc") in out
+    assert len(server.gets("/m/tiny.tar.gz")) == 1
+
+
+def test_stale_work_directories_of_that_model_only_are_cleared(server, home, tmp_path, static):
+    info = archive_model(server, tmp_path, static)
+    mine, other = home / "tmp" / "tiny-static+crashed", home / "tmp" / "tiny-static.v2+busy"
+    for d in (mine, other):
+        d.mkdir(parents=True)
+        (d / "junk").write_text("x")
+    with hub.registered(info):
+        hub.resolve("tiny-static")
+    assert not mine.exists() and other.exists()

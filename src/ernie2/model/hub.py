@@ -754,9 +754,9 @@ class _Job:
     def run(self) -> Path:
         tmp = self.home / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        for stale in tmp.glob(f"{self.info.name}.*"):  # left by a crash; we hold the lock
+        for stale in tmp.glob(f"{self.info.name}+*"):  # left by a crash; we hold the lock
             shutil.rmtree(stale, ignore_errors=True)
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.info.name}.", dir=tmp))
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.info.name}+", dir=tmp))
         try:
             return self._run()
         finally:
