@@ -1,0 +1,247 @@
+"""Using models: batch prediction with a fine-tuned model, embeddings (encode), and the masked-LM
+cloze test (fill_mask).
+
+Token embeddings of texts of different lengths are stored flat, as ERNIE's encoder tool stored
+them (padding removed): `top_layer_emb.npy` is [total tokens, hidden], and
+`top_layer_offsets.npy` ([N + 1], int64) says text i owns rows offsets[i]:offsets[i + 1]
+(its [CLS] ... [SEP] tokens). `cls_emb.npy` is [N, hidden], the [CLS] position of the top layer.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ernie2.finetune.batching import collate, to_device
+from ernie2.finetune.model import FinetuneModel
+from ernie2.finetune.readers import read_text_tsv
+from ernie2.model.checkpoint import assign, load_encoder, read_checkpoint
+from ernie2.model.heads import MaskedLMHead
+from ernie2.model.modeling import ErnieModel
+from ernie2.tokenizer import ErnieTokenizer
+from ernie2.tokenizer.batching import length_batches
+from ernie2.utils import atomic_open
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """Where a module's tensors live (CPU for one that holds none, such as an ONNX runner)."""
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def _sorted_batches(features: Sequence[dict], batch_size: int):
+    return length_batches([len(f["input_ids"]) for f in features], batch_size)
+
+
+# ---------------------------------------------------------------------- running a model
+def run_model(model: FinetuneModel, features: Sequence[dict], batch_size: int = 32,
+              pad_id: int = 0) -> list:
+    """The task type's per-feature results, in feature order, from length-sorted batches."""
+    device = module_device(model)
+    results: list = [None] * len(features)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for idx in _sorted_batches(features, batch_size):
+                batch = to_device(collate([features[i] for i in idx], pad_id), device)
+                out = model(batch)
+                for i, r in zip(idx, model.task.infer(model.head, out, batch)):
+                    results[i] = r
+    finally:
+        model.train(was_training)
+    return results
+
+
+def predict_examples(model: FinetuneModel, tokenizer: ErnieTokenizer, examples: Sequence,
+                     batch_size: int = 32) -> tuple[list[dict], list[dict]]:
+    """(predictions, features) for examples read by the model's task type."""
+    task = model.task
+    features = task.encode(examples, tokenizer, model.labels, model.options)
+    results = run_model(model, features, batch_size, tokenizer.pad_id)
+    return task.decode(examples, features, results, model.labels, model.options), features
+
+
+def evaluate(model: FinetuneModel, tokenizer: ErnieTokenizer, examples: Sequence,
+             batch_size: int = 32) -> tuple[dict[str, float], list[dict]]:
+    """(scores, predictions) of labeled examples."""
+    preds, _ = predict_examples(model, tokenizer, examples, batch_size)
+    return model.task.score(examples, preds, model.labels, model.options), preds
+
+
+def predict(model_dir: str | os.PathLike, data: str | os.PathLike | Sequence[Any],
+            batch_size: int = 32, device: str = "cpu",
+            out_file: str | os.PathLike | None = None) -> list[dict]:
+    """Predict with a fine-tuned model directory on a data file (the task's own format; labels
+    not needed) or on examples (`readers.TextExample` / `TaggedExample` / `MrcExample`; plain
+    Python values become examples with `ernie2.inference.inputs.to_examples`). Classes come
+    with probabilities, NER with one tag per token, reading comprehension with character
+    spans. `out_file` writes the task's test_out.tsv format (and predictions.json beside it for
+    reading comprehension).
+    """
+    model = FinetuneModel.load(model_dir, device)
+    tokenizer = ErnieTokenizer.from_pretrained(model_dir)
+    if isinstance(data, (str, os.PathLike)):
+        examples = model.task.read(data, model.options, False)
+    else:
+        examples = list(data)
+    preds, _ = predict_examples(model, tokenizer, examples, batch_size)
+    if out_file is not None:
+        model.task.write(examples, preds, model.labels, Path(out_file))
+    return preds
+
+
+# ---------------------------------------------------------------------- embeddings
+@dataclass
+class Embeddings:
+    cls: np.ndarray  # [N, H]
+    tokens: np.ndarray  # [total tokens, H], text i at rows offsets[i]:offsets[i + 1]
+    offsets: np.ndarray  # [N + 1] int64
+
+    def __len__(self) -> int:
+        return len(self.cls)
+
+    def token_embeddings(self, i: int) -> np.ndarray:
+        return self.tokens[self.offsets[i]:self.offsets[i + 1]]
+
+    def padded(self) -> tuple[np.ndarray, np.ndarray]:
+        """([N, max_len, H] zero-padded, lengths [N])."""
+        lengths = np.diff(self.offsets)
+        out = np.zeros((len(lengths), int(lengths.max(initial=0)), self.tokens.shape[1]),
+                       dtype=self.tokens.dtype)
+        for i, n in enumerate(lengths):
+            out[i, :n] = self.token_embeddings(i)
+        return out, lengths
+
+
+def load_encoder_and_tokenizer(path: str | os.PathLike, device: str = "cpu",
+                               **overrides: Any) -> tuple[ErnieModel, ErnieTokenizer]:
+    """An encoder from any checkpoint (pre-trained or fine-tuned; heads are ignored) and the
+    tokenizer of the vocab.txt beside it."""
+    model = ErnieModel.from_pretrained(path, **overrides).to(device).eval()
+    return model, ErnieTokenizer.from_pretrained(path)
+
+
+def encode(model: ErnieModel, tokenizer: ErnieTokenizer, texts_a: Sequence[str],
+           texts_b: Sequence[str] | None = None, max_len: int = 128, batch_size: int = 32,
+           task_id: int = 0) -> Embeddings:
+    """[CLS] and per-token top-layer embeddings (float32) of texts or pairs, in input order."""
+    encs = tokenizer.encode_batch(list(texts_a), None if texts_b is None else list(texts_b),
+                                  max_len)
+    features = [{"input_ids": e.input_ids, "sent_ids": e.sent_ids} for e in encs]
+    lengths = np.array([len(e) for e in encs], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    h = model.config.hidden_size
+    cls = np.zeros((len(encs), h), dtype=np.float32)
+    tokens = np.zeros((int(offsets[-1]), h), dtype=np.float32)
+    device = module_device(model)
+    with torch.inference_mode():
+        for idx in _sorted_batches(features, batch_size):
+            batch = to_device(collate([features[i] for i in idx], tokenizer.pad_id), device)
+            task_ids = (torch.full((len(idx),), task_id, dtype=torch.long, device=device)
+                        if model.config.use_task_id else None)
+            _, encoded = model(batch["input_ids"], batch["sent_ids"], task_ids,
+                               batch["attention_mask"])
+            encoded = encoded.float().cpu().numpy()
+            for row, i in enumerate(idx):
+                cls[i] = encoded[row, 0]
+                tokens[offsets[i]:offsets[i + 1]] = encoded[row, :lengths[i]]
+    return Embeddings(cls, tokens, offsets)
+
+
+def write_embeddings(emb: Embeddings, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """cls_emb.npy, top_layer_emb.npy and top_layer_offsets.npy in `out_dir`."""
+    out_dir = Path(out_dir)
+    paths = {"cls": out_dir / "cls_emb.npy", "tokens": out_dir / "top_layer_emb.npy",
+             "offsets": out_dir / "top_layer_offsets.npy"}
+    for key, arr in (("cls", emb.cls), ("tokens", emb.tokens), ("offsets", emb.offsets)):
+        with atomic_open(paths[key], "wb") as fh:
+            np.save(fh, arr)
+    return paths
+
+
+def encode_file(model_path: str | os.PathLike, data_file: str | os.PathLike,
+                out_dir: str | os.PathLike, max_len: int = 128, batch_size: int = 32,
+                for_cn: bool = False, device: str = "cpu",
+                num_layers: int | None = None) -> Embeddings:
+    """The encoder tool: a TSV with text_a (and text_b if present) in, the .npy files out."""
+    overrides = {"num_hidden_layers": num_layers} if num_layers else {}
+    model, tokenizer = load_encoder_and_tokenizer(model_path, device, **overrides)
+    examples = read_text_tsv(data_file, pair=None, need_label=False, for_cn=for_cn)
+    texts_b = [ex.text_b for ex in examples] if examples[0].text_b is not None else None
+    emb = encode(model, tokenizer, [ex.text_a for ex in examples], texts_b, max_len, batch_size)
+    write_embeddings(emb, out_dir)
+    return emb
+
+
+# ---------------------------------------------------------------------- cloze test
+MASK = "[MASK]"
+
+
+@dataclass
+class FillMask:
+    text: str  # the input with each [MASK] replaced by its best token
+    candidates: list[list[tuple[str, float]]]  # per [MASK]: (token, probability), best first
+
+
+def load_mlm(path: str | os.PathLike, device: str = "cpu"):
+    """(encoder, masked-LM head, tokenizer) from a checkpoint that carries the MLM head."""
+    ckpt = read_checkpoint(path)
+    encoder = ErnieModel(ckpt.config)
+    load_encoder(encoder, ckpt)
+    head = MaskedLMHead(ckpt.config, encoder.embeddings.word_embeddings)
+    tensors = ckpt.heads("mlm")
+    if not tensors:
+        raise ValueError(f"{path}: the checkpoint has no masked-LM head (heads.mlm.*) to fill "
+                         "masks with")
+    assign(head, tensors, str(ckpt.source))
+    return encoder.to(device).eval(), head.to(device).eval(), ErnieTokenizer.from_pretrained(path)
+
+
+def fill_mask(model_path: str | os.PathLike, texts: Sequence[str], top_k: int = 5,
+              max_len: int = 512, device: str = "cpu", loaded=None) -> list[FillMask]:
+    """ERNIE's cloze test: each `[MASK]` in a text is predicted by the masked-LM head; several
+    masks are predicted together in one pass. `loaded` reuses a `load_mlm(...)` result."""
+    encoder, head, tokenizer = loaded or load_mlm(model_path, device)
+    out = []
+    for n, text in enumerate(texts):
+        parts = text.split(MASK)
+        if len(parts) < 2:
+            raise ValueError(f"text {n} has no {MASK}: {text!r}")
+        ids = [tokenizer.cls_id]
+        for k, part in enumerate(parts):
+            if k:
+                ids.append(tokenizer.mask_id)
+            ids.extend(tokenizer.convert_tokens_to_ids(tokenizer.tokenize(part)))
+        ids.append(tokenizer.sep_id)
+        if len(ids) > max_len:
+            raise ValueError(f"text {n} is {len(ids)} tokens long, more than max_len {max_len}")
+        input_ids = torch.tensor([ids], device=module_device(encoder))
+        with torch.inference_mode():
+            _, encoded = encoder(input_ids)
+            logits = head(encoded, input_ids == tokenizer.mask_id).float()
+            # A mask stands for a word piece, never for padding or a marker token.
+            logits[:, [tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id,
+                       tokenizer.mask_id]] = -float("inf")
+            probs = torch.softmax(logits, -1)
+        top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+        cands = [[(tok, float(p)) for tok, p in zip(tokenizer.convert_ids_to_tokens(i.tolist()),
+                                                      pr.tolist())]
+                 for pr, i in zip(top.values, top.indices)]
+        filled = parts[0] + "".join(c[0][0].removeprefix("##") + p
+                                    for c, p in zip(cands, parts[1:]))
+        out.append(FillMask(filled, cands))
+    return out
+
+
+__all__ = ["Embeddings", "FillMask", "encode", "encode_file", "evaluate", "fill_mask",
+           "load_encoder_and_tokenizer", "load_mlm", "module_device", "predict",
+           "predict_examples", "run_model", "write_embeddings"]
