@@ -1,0 +1,64 @@
+"""Continual multi-task pre-training from a config: `ernie2 pretrain CONFIG [--resume]`.
+
+CONFIG is a TOML or YAML file, or the name of a shipped config (demo_zh, demo_en, base_gpu).
+Several processes: `torchrun --nproc_per_node N -m ernie2 pretrain CONFIG` (DDP; gloo on CPU).
+"""
+
+HELP = "ERNIE 2.0 continual multi-task pre-training from a config file"
+
+
+def add_arguments(p):
+    p.add_argument("config", nargs="?", help="config file (.toml/.yaml) or shipped config name")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest checkpoint in output_dir/checkpoints")
+    p.add_argument("--output-dir", dest="output_dir", help="override output_dir")
+    p.add_argument("--data-dir", dest="data_dir", help="override data_dir")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any key, e.g. --set train.lr=1e-4 --set train.precision=fp32")
+    p.add_argument("--max-steps", dest="max_steps", type=int,
+                   help="stop after this many optimizer steps (without saving)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="no progress bar")
+    p.add_argument("--list-configs", action="store_true", help="list the shipped configs")
+    p.add_argument("--check", action="store_true",
+                   help="read and validate the config, print the plan, train nothing")
+
+
+def run(args):
+    from ernie2.training.config import load_config, parse_override, shipped_configs
+
+    if args.list_configs:
+        for path in shipped_configs():
+            print(f"{path.stem:12s} {path}")
+        return 0
+    if not args.config:
+        raise ValueError("give a CONFIG (a .toml/.yaml file or a shipped config name)")
+    overrides = dict(parse_override(o) for o in args.overrides)
+    if args.output_dir:
+        overrides["output_dir"] = args.output_dir
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    cfg = load_config(args.config, overrides)
+    if args.check:
+        from ernie2.training.pretrain import plan_from_config
+        plan = plan_from_config(cfg)
+        print(f"{cfg.source}: valid; {plan.schedule} schedule, {plan.total_steps} steps")
+        for st in plan.stages:
+            shares = ", ".join(f"{n}={st.counts[n]}" for n in st.trained)
+            print(f"  stage {st.index + 1} {st.name}: {st.steps} steps ({shares})")
+        for t in plan.tasks:
+            print(f"  task {t.name}: task id {t.task_id}, from stage {t.stage + 1}")
+        return 0
+    from ernie2.training import pretrain
+
+    result = pretrain(cfg, resume=args.resume, max_steps=args.max_steps, progress=args.progress)
+    if result.report.get("md"):
+        print(result.report["md"].read_text(encoding="utf-8"))
+    print(f"steps: {result.steps}" + ("" if result.completed else " (stopped early)"))
+    for kind, path in result.report.items():
+        print(f"forgetting report ({kind}): {path}")
+    if result.final_model:
+        print(f"final model: {result.final_model}")
+    else:
+        print(f"checkpoints: {result.output_dir / 'checkpoints'} (resume with --resume)")
+    return 0

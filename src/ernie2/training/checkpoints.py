@@ -1,0 +1,234 @@
+"""Training checkpoints: written atomically, the last K kept, everything needed to resume exactly.
+
+A checkpoint is a directory `step-00001200/` holding
+- `model.safetensors`: the trained module's state (encoder and heads);
+- `optimizer.safetensors` + the rest of the optimizer state in `trainer.json`;
+- `trainer.json`: loop counters, scheduler, plan position, evaluation history (JSON);
+- `rank-<r>.json`: each process's RNG states and data position.
+It is written into `.tmp-step-00001200/` and renamed into place only once complete, so a crash
+during a save leaves the previous checkpoint as the latest usable one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import random
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ernie2.training import distributed as dist_util
+from ernie2.utils import atomic_write_bytes, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+# ---------------------------------------------------------------------- JSON-safe state
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, torch.Tensor):
+        if obj.numel() == 1 and obj.dim() == 0:
+            return {"__scalar_tensor__": obj.item(), "dtype": str(obj.dtype).split(".")[-1]}
+        raise TypeError("tensors belong in the safetensors files, not in JSON")
+    if isinstance(obj, bytes):
+        return {"__bytes__": base64.b64encode(obj).decode("ascii")}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint's JSON")
+
+
+def _unjson(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if "__ndarray__" in obj:
+            return np.asarray(obj["__ndarray__"], dtype=obj["dtype"])
+        if "__bytes__" in obj:
+            return base64.b64decode(obj["__bytes__"])
+        if "__scalar_tensor__" in obj:
+            return torch.tensor(obj["__scalar_tensor__"], dtype=getattr(torch, obj["dtype"]))
+        return {k: _unjson(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_unjson(v) for v in obj]
+    return obj
+
+
+def rng_state() -> dict:
+    """Every RNG the run draws from: Python, NumPy, torch CPU and CUDA."""
+    py = random.getstate()
+    state = {"python": [py[0], list(py[1]), py[2]], "numpy": list(np.random.get_state()),
+             "torch": bytes(torch.get_rng_state().numpy())}
+    if torch.cuda.is_available():
+        state["cuda"] = [bytes(s.numpy()) for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    v, internal, gauss = state["python"]
+    random.setstate((v, tuple(internal), gauss))
+    np_state = state["numpy"]
+    np.random.set_state((np_state[0], np.asarray(np_state[1], dtype=np.uint32), *np_state[2:]))
+    torch.set_rng_state(torch.frombuffer(bytearray(state["torch"]), dtype=torch.uint8))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.frombuffer(bytearray(s), dtype=torch.uint8)
+                                      for s in state["cuda"]])
+
+
+# ---------------------------------------------------------------------- optimizer state
+def split_optimizer_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors of an optimizer state_dict (for safetensors) and the rest (for JSON)."""
+    tensors, rest = {}, {}
+    for idx, per_param in state["state"].items():
+        rest[str(idx)] = {}
+        for k, v in per_param.items():
+            if isinstance(v, torch.Tensor) and v.dim() > 0:
+                tensors[f"{idx}.{k}"] = v.detach().to("cpu").contiguous()
+            else:
+                rest[str(idx)][k] = v
+    return tensors, {"state": rest, "param_groups": state["param_groups"]}
+
+
+def join_optimizer_state(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
+    state: dict[int, dict] = {int(k): dict(v) for k, v in rest["state"].items()}
+    for key, t in tensors.items():
+        idx, _, name = key.partition(".")
+        state.setdefault(int(idx), {})[name] = t
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+# ---------------------------------------------------------------------- saving and loading
+@dataclass
+class Loaded:
+    path: Path
+    model: dict[str, torch.Tensor]
+    optimizer: dict
+    meta: dict
+    rank: dict
+
+
+class CheckpointManager:
+    """Saves under `directory`, keeps the newest `keep`, finds the latest complete one."""
+
+    def __init__(self, directory: str | os.PathLike, keep: int = 2):
+        self.directory = Path(directory)
+        self.keep = keep
+
+    def _final(self, step: int) -> Path:
+        return self.directory / f"step-{step:08d}"
+
+    def save(self, step: int, model_state: dict[str, torch.Tensor], optimizer_state: dict,
+             meta: dict, rank_state: dict) -> Path:
+        """Every rank calls this; rank 0 writes the shared files, each rank its own."""
+        from safetensors.torch import save as st_save
+
+        final = self._final(step)
+        tmp = self.directory / f".tmp-{final.name}"
+        is_main = dist_util.rank() == 0
+        if is_main:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+        dist_util.barrier()
+        r = dist_util.rank()
+        atomic_write_text(tmp / f"rank-{r}.json", json.dumps(_jsonable(rank_state)))
+        if is_main:
+            state = {k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}
+            atomic_write_bytes(tmp / "model.safetensors", st_save(state))
+            opt_tensors, opt_rest = split_optimizer_state(optimizer_state)
+            atomic_write_bytes(tmp / "optimizer.safetensors", st_save(opt_tensors))
+            body = {"step": step, "world_size": dist_util.world_size(), "optimizer": opt_rest,
+                    **meta}
+            atomic_write_text(tmp / "trainer.json", json.dumps(_jsonable(body), indent=1))
+        dist_util.barrier()
+        if is_main:
+            self._publish(tmp, final)
+            self._prune()
+            logger.info("saved checkpoint %s", final)
+        dist_util.barrier()
+        return final
+
+    def _publish(self, tmp: Path, final: Path) -> None:
+        if final.exists():  # the same step saved again (e.g. after a resume): swap it out
+            old = final.with_name(f".old-{final.name}")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(self.directory)
+
+    def _prune(self) -> None:
+        for stale in self.directory.glob(".tmp-step-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        steps = self.list()
+        for path in steps[: max(0, len(steps) - self.keep)]:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def list(self) -> list[Path]:
+        """Complete checkpoints, oldest first (temporary directories are never listed)."""
+        if not self.directory.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.directory.iterdir()
+                 if p.is_dir() and (m := _STEP_DIR.match(p.name))]
+        return [p for _, p in sorted(found)]
+
+    def latest(self) -> Path | None:
+        found = self.list()
+        return found[-1] if found else None
+
+    def load(self, path: str | os.PathLike | None = None) -> Loaded:
+        from safetensors.torch import load_file
+
+        path = Path(path) if path is not None else self.latest()
+        if path is None:
+            raise FileNotFoundError(f"{self.directory}: no checkpoint to resume from")
+        meta_file = path / "trainer.json"
+        try:
+            meta = _unjson(json.loads(meta_file.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: not a checkpoint (no trainer.json)") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{meta_file}: damaged ({exc})") from None
+        world = dist_util.world_size()
+        if int(meta.get("world_size", 1)) != world:
+            raise ValueError(f"{path} was written by {meta.get('world_size')} process(es); "
+                             f"resuming it with {world} would change the data order. Resume "
+                             f"with the same number of processes.")
+        r = dist_util.rank()
+        rank_state = _unjson(json.loads((path / f"rank-{r}.json").read_text(encoding="utf-8")))
+        model = load_file(str(path / "model.safetensors"))
+        optimizer = join_optimizer_state(load_file(str(path / "optimizer.safetensors")),
+                                         meta.pop("optimizer"))
+        return Loaded(path, model, optimizer, meta, rank_state)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,84 @@
+"""Numeric precision of a run: autocast, fp16 loss scaling, and the measured matmul peak."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import time
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available")
+    return dev
+
+
+def cpu_supports_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto`: bf16 on a GPU that has it (else fp16); on CPU, bf16 when the CPU runs bf16
+    matmuls natively (avx512_bf16 / AMX), else fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if device.type == "cuda":
+        if precision == "auto":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return precision
+    if precision == "fp16":
+        raise ValueError("fp16 needs a GPU (dynamic loss scaling is a CUDA feature here); use "
+                         "bf16 or fp32 on CPU")
+    if precision == "auto":
+        return "bf16" if cpu_supports_bf16() else "fp32"
+    return precision
+
+
+def autocast(precision: str, device: torch.device):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=DTYPES[precision])
+
+
+def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
+    """Dynamic loss scaling, only for fp16 (bf16 has fp32's range)."""
+    if precision == "fp16":
+        return torch.amp.GradScaler(device.type)
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def measure_peak_flops(precision: str, device_str: str, n: int = 2048, seconds: float = 0.5) -> float:
+    """FLOP/s of an n x n matmul in `precision` on `device`: the machine's practical peak,
+    measured rather than read off a datasheet (clock, cores and vector units vary)."""
+    device = torch.device(device_str)
+    dtype = DTYPES[precision]
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    a @ b
+    sync()
+    best = float("inf")
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds or best == float("inf"):
+        t = time.perf_counter()
+        a @ b
+        sync()
+        best = min(best, time.perf_counter() - t)
+    flops = 2 * n ** 3 / best
+    logger.info("measured %s matmul peak on %s: %.1f GFLOP/s", precision, device_str, flops / 1e9)
+    return flops

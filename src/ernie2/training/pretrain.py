@@ -1,0 +1,436 @@
+"""ERNIE 2.0 continual multi-task pre-training: a config's stages run through the training loop.
+
+`pretrain(config)` builds the tokenizer, the plan (task ids, stages, allocations), the model
+(from scratch or from a checkpoint, task embedding added or grown as the plan needs), one
+example stream per task and held-out sets; then for each stage it adds the stage's heads,
+trains with the shared loop, evaluates every task and checkpoints. It writes the final model
+(a plain encoder directory with the heads as extra tensors), per-stage models, logs and the
+forgetting report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ernie2.model.checkpoint import load_encoder, read_checkpoint
+from ernie2.model.config import ErnieConfig
+from ernie2.model.modeling import ErnieModel
+from ernie2.tasks.base import create_task
+from ernie2.tokenizer import ErnieTokenizer
+from ernie2.training import distributed as dist_util
+from ernie2.training.checkpoints import CheckpointManager, rng_state, set_rng_state
+from ernie2.training.config import PretrainConfig, load_config, task_run_name
+from ernie2.training.data import Batching, StageFeeder, units_of
+from ernie2.training.evaluation import (chance_level, evaluate, is_lm_like, main_metric,
+                                        take_examples, write_forgetting_report)
+from ernie2.training.loop import LoopState, Trainer
+from ernie2.training.multitask import (MultiTaskModel, grow_task_embedding,
+                                       remap_optimizer_state, step_fn)
+from ernie2.training.optim import WarmupLinear, make_optimizer, warmup_steps
+from ernie2.training.precision import (measure_peak_flops, resolve_device,
+                                       resolve_precision)
+from ernie2.training.reporting import MetricLogger, format_record
+from ernie2.training.schedule import Plan, StageSpec, build_plan
+from ernie2.training.streams import DocumentStream
+from ernie2.utils import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PretrainResult:
+    output_dir: Path
+    final_model: Path | None  # None when the run stopped early
+    report: dict[str, Path]
+    history: list[dict]  # one evaluation per completed stage
+    steps: int  # global optimizer steps done
+    completed: bool
+    chance: dict[str, float] = field(default_factory=dict)
+
+
+def plan_from_config(cfg: PretrainConfig) -> Plan:
+    specs = []
+    for st in cfg.stages:
+        weights = {task_run_name(t): t.weight for t in st.tasks if t.weight is not None}
+        weights.update(st.weights)
+        specs.append(StageSpec(st.name, st.steps,
+                               [(task_run_name(t), t.task_id) for t in st.tasks], weights))
+    return build_plan(specs, cfg.train.schedule, cfg.train.allocation)
+
+
+def _task_sections(cfg: PretrainConfig) -> dict:
+    return {task_run_name(t): t for st in cfg.stages for t in st.tasks}
+
+
+def _seed_of(*parts: int) -> int:
+    from ernie2.corpus.spec import mix_seed
+    return mix_seed(*parts) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def _plan_summary(plan: Plan) -> dict:
+    return {"schedule": plan.schedule,
+            "tasks": {t.name: t.task_id for t in plan.tasks},
+            "stages": [{"name": s.name, "steps": s.steps, "counts": s.counts}
+                       for s in plan.stages]}
+
+
+class _Interrupt:
+    """SIGINT/SIGTERM: finish the current step, save a checkpoint, stop."""
+
+    def __init__(self):
+        self.flag = False
+        self._old = {}
+
+    def __enter__(self):
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread
+            pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.flag:  # a second signal: stop now
+            raise KeyboardInterrupt
+        logger.warning("signal %d: stopping after this step and saving a checkpoint", signum)
+        self.flag = True
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class PretrainRun:
+    def __init__(self, cfg: PretrainConfig, *, resume: bool = False, max_steps: int | None = None,
+                 stop: Callable[[int], bool] | None = None, progress: bool | None = None):
+        self.cfg = cfg
+        self.resume = resume
+        self.max_steps = max_steps
+        self.stop_hook = stop
+        self.progress = cfg.log.progress if progress is None else progress
+        self.out = Path(cfg.output_dir)
+        device = resolve_device(cfg.train.device)
+        dist_util.init_from_env(device)
+        self.device = dist_util.local_device(device)
+        self.rank, self.world = dist_util.rank(), dist_util.world_size()
+        self.precision = resolve_precision(cfg.train.precision, self.device)
+        self.plan = plan_from_config(cfg)
+        self.sections = _task_sections(cfg)
+        self.ckpt = CheckpointManager(self.out / "checkpoints", cfg.checkpoint.keep)
+        self.history: list[dict] = []
+        self.evals: list[dict] = []
+
+    # ------------------------------------------------------------------ building
+    def _tokenizer(self) -> ErnieTokenizer:
+        m = self.cfg.model
+        if m.vocab is not None:
+            path = self.cfg.data_path(m.vocab)
+            if not path.is_file():
+                raise FileNotFoundError(f"{self.cfg.source}: model.vocab: {path} not found")
+            self.vocab_file = path
+        else:
+            self.vocab_file = self._ckpt.vocab_file
+            if self.vocab_file is None:
+                raise FileNotFoundError(f"{self.cfg.source}: model.vocab is not set and "
+                                        f"{m.init_from} has no vocab.txt")
+        return ErnieTokenizer(self.vocab_file)
+
+    def _encoder(self) -> ErnieModel:
+        m = self.cfg.model
+        rows = self.plan.table_size(0)
+        torch.manual_seed(self.cfg.seed)
+        if self._ckpt is None:
+            config = ErnieConfig.from_name(m.size, vocab_size=self.tokenizer.vocab_size,
+                                           use_task_id=True, task_type_vocab_size=rows,
+                                           **m.overrides)
+            encoder = ErnieModel(config)
+        else:
+            base = self._ckpt.config
+            have = base.task_type_vocab_size if base.use_task_id else 0
+            config = base.replace(use_task_id=True, task_type_vocab_size=max(have, rows),
+                                  **m.overrides)
+            if config.vocab_size != self.tokenizer.vocab_size:
+                raise ValueError(f"{self.cfg.source}: the vocab has {self.tokenizer.vocab_size} "
+                                 f"tokens, the checkpoint {m.init_from} {config.vocab_size}")
+            encoder = ErnieModel(config)
+            fresh = load_encoder(encoder, self._ckpt)
+            table = encoder.embeddings.task_type_embeddings
+            with torch.no_grad():
+                if m.new_task_rows == "zeros" and table is not None:
+                    table.weight[have:].zero_()
+            if fresh:
+                logger.info("added to %s: %s", m.init_from, ", ".join(fresh))
+        if m.max_len > encoder.config.max_position_embeddings:
+            raise ValueError(f"{self.cfg.source}: model.max_len {m.max_len} exceeds the model's "
+                             f"max_position_embeddings {encoder.config.max_position_embeddings}")
+        return encoder.to(self.device)
+
+    def _make_task(self, name: str):
+        sec = self.sections[name]
+        task = create_task(sec.task, tokenizer=self.tokenizer, max_len=self.cfg.model.max_len,
+                           task_id=self.plan.task(name).task_id, **sec.options)
+        return task
+
+    def _corpus(self, name: str) -> tuple[dict, float]:
+        sec = self.sections[name]
+        corpora = {c.name: c for c in self.cfg.corpora}
+        c = corpora[sec.corpus] if sec.corpus else self.cfg.corpora[0]
+        paths = c.path if isinstance(c.path, list) else [c.path]
+        resolved = [str(self.cfg.data_path(p)) for p in paths]
+        spec = {"path": resolved if isinstance(c.path, list) else resolved[0],
+                "format": c.format, "lang": c.lang, **c.options}
+        return spec, c.heldout if c.heldout is not None else self.cfg.eval.heldout
+
+    def build(self) -> None:
+        cfg = self.cfg
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed % 2 ** 32)
+        self._ckpt = read_checkpoint(cfg.model.init_from) if cfg.model.init_from else None
+        self.tokenizer = self._tokenizer()
+        encoder = self._encoder()
+        self.model = MultiTaskModel(encoder)
+        self.tasks = {t.name: self._make_task(t.name) for t in self.plan.tasks}
+        self.task_ids = {t.name: t.task_id for t in self.plan.tasks}
+        self.streams = {}
+        self.heldout: dict[str, list] = {}
+        for t in self.plan.tasks:
+            spec, frac = self._corpus(t.name)
+            self.streams[t.name] = DocumentStream(
+                self.tasks[t.name], spec, seed=cfg.seed, task_id=t.task_id, rank=self.rank,
+                world=self.world, heldout=frac, split="train", name=t.name)
+            if frac > 0:
+                ev = DocumentStream(self._make_task(t.name), spec, seed=cfg.seed,
+                                    task_id=t.task_id, heldout=frac, split="eval", name=t.name)
+                self.heldout[t.name] = take_examples(ev, cfg.eval.examples, t.name)
+        self.chance = {n: chance_level(exs) for n, exs in self.heldout.items()}
+        vocab = encoder.config.vocab_size
+        self.lm_like = {n: is_lm_like(t, vocab) for n, t in self.tasks.items()}
+        peak = cfg.log.peak_tflops * 1e12 if cfg.log.peak_tflops else None
+        if peak is None and self.rank == 0:
+            peak = measure_peak_flops(self.precision, str(self.device))
+        self.logger = MetricLogger(self.out, cfg.log.every, jsonl=cfg.log.jsonl,
+                                   csv_file=cfg.log.csv, tensorboard=cfg.log.tensorboard,
+                                   flops_per_token=encoder.flops_per_token, peak_flops=peak,
+                                   lm_like=lambda n: self.lm_like.get(n, False))
+        # Dropout differs across ranks; every other draw is seeded explicitly.
+        torch.manual_seed(_seed_of(cfg.seed, 0xD0, self.rank))
+
+    def _grow(self, s: int) -> None:
+        """The structure stage `s` needs: task-embedding rows and a head per known task. New
+        parameters draw from generators seeded by the plan, never from the global RNG, so a
+        resumed run builds the same values."""
+        encoder = self.model.encoder
+        init = self.cfg.model.new_task_rows
+        gen = torch.Generator().manual_seed(_seed_of(self.cfg.seed, 0x7A, s))
+        if grow_task_embedding(encoder, self.plan.table_size(s), init, gen):
+            encoder.embeddings.task_type_embeddings.to(self.device)
+        for name in self.plan.stages[s].known:
+            if name not in self.model.heads:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(_seed_of(self.cfg.seed, 0x4E, self.task_ids[name]))
+                    self.model.add_task(name, self.tasks[name])
+
+    # ------------------------------------------------------------------ one stage
+    def _scheduler(self, opt, s: int, lr: float) -> WarmupLinear:
+        tr = self.cfg.train
+        scope = tr.lr_schedule if tr.lr_schedule != "auto" else (
+            "run" if self.plan.schedule == "joint" else "stage")
+        if scope == "run":
+            total = self.plan.total_steps
+            start = self.plan.stage_start(s)
+        else:
+            total, start = self.plan.stages[s].steps, 0
+        warm = warmup_steps(total, tr.warmup_steps, tr.warmup_ratio)
+        return WarmupLinear(opt, [lr] * len(opt.param_groups), warm, total, tr.min_lr_ratio,
+                            step=start)
+
+    def _evaluate(self, step: int, s: int) -> dict:
+        token = self.logger.pause()
+        results = evaluate(self.model, self.heldout, device=self.device,
+                           precision=self.precision, batch_size=self.cfg.eval.batch_size,
+                           pad_id=self.tokenizer.pad_id, task_ids=self.task_ids,
+                           vocab_size=self.model.encoder.config.vocab_size)
+        rec = {"step": step, "stage": s + 1, "tasks": results}
+        if self.rank == 0:
+            self.logger.write(rec, "eval")
+        self.logger.resume(token)
+        return results
+
+    def _save(self, step: int, s: int, trainer: Trainer, feeder: StageFeeder) -> None:
+        token = self.logger.pause()
+        meta = {"stage": s, "global_step": step, "plan": _plan_summary(self.plan),
+                "trainer": {k: v for k, v in trainer.state_dict().items() if k != "optimizer"},
+                "history": self.history, "config": self.cfg.to_dict()}
+        rank_state = {"rng": rng_state(), "feeder_position": feeder.position,
+                      "streams": {n: st.state_dict() for n, st in self.streams.items()}}
+        self.ckpt.save(step, self.model.state_dict(), trainer.optimizer.state_dict(), meta,
+                       rank_state)
+        self.logger.resume(token)
+
+    def _export(self, path: Path) -> None:
+        if self.rank != 0:
+            return
+        heads = {f"heads.{k}": v for k, v in self.model.heads.state_dict().items()}
+        self.model.encoder.save_pretrained(path, vocab_file=self.vocab_file, extra_tensors=heads)
+        info = {"tasks": {n: {"task_id": i, "spec": self.sections[n].task,
+                              "stage": self.plan.task(n).stage + 1}
+                          for n, i in self.task_ids.items() if n in self.model.heads},
+                "schedule": self.plan.schedule}
+        atomic_write_text(path / "pretraining.json", json.dumps(info, indent=1) + "\n")
+
+    def run(self) -> PretrainResult:
+        cfg, plan = self.cfg, self.plan
+        self.build()
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out / "config.json",
+                              json.dumps(cfg.to_dict(), indent=1, ensure_ascii=False) + "\n")
+        loaded = None
+        first_stage = 0
+        loop_state = LoopState()
+        if self.resume:
+            path = self.ckpt.latest()
+            if path is None:
+                logger.warning("--resume: no checkpoint in %s; starting afresh", self.ckpt.directory)
+            else:
+                loaded = self.ckpt.load(path)
+                if loaded.meta["plan"] != _plan_summary(plan):
+                    raise ValueError(f"{path} was written for a different plan (stages, steps, "
+                                     f"tasks or ids changed); start a new output_dir")
+                s = int(loaded.meta["stage"])
+                for k in range(s + 1):
+                    self._grow(k)
+                self.model.load_state_dict(loaded.model)
+                self.history = loaded.meta.get("history", [])
+                loop = loaded.meta["trainer"]["loop"]
+                loop_state = LoopState(**{k: int(v) for k, v in loop.items()})
+                for n, st in loaded.rank["streams"].items():
+                    self.streams[n].load_state_dict(st)
+                done_in_stage = loop_state.step - plan.stage_start(s)
+                first_stage = s + 1 if done_in_stage >= plan.stages[s].steps else s
+                logger.info("resuming from %s (step %d, stage %d)", path, loop_state.step, s + 1)
+        trainer = None
+        completed = True
+        with _Interrupt() as interrupt:
+            for s in range(first_stage, len(plan.stages)):
+                stage = plan.stages[s]
+                self._grow(s)
+                self.logger.stage = s
+                lr = cfg.stages[s].lr or cfg.train.lr
+                opt = make_optimizer(self.model, lr, cfg.train.weight_decay, cfg.train.betas,
+                                     cfg.train.eps, self.device)
+                previous = trainer.optimizer.state_dict() if trainer else (
+                    loaded.optimizer if loaded else None)
+                if previous is not None:
+                    remap_optimizer_state(previous, opt)
+                sched = self._scheduler(opt, s, lr)
+                feeder = StageFeeder(stage.counts, stage.steps,
+                                     {n: self.streams[n] for n in stage.trained},
+                                     Batching(cfg.train.batch_size, cfg.train.micro_batch_size,
+                                              cfg.train.batch_tokens, cfg.train.micro_batch_tokens),
+                                     cfg.train.mix, self.rank, self.world, self.tokenizer.pad_id,
+                                     task_ids=self.task_ids)
+                same_stage = loaded is not None and int(loaded.meta["stage"]) == s
+                if same_stage:
+                    sched.load_state_dict(loaded.meta["trainer"]["scheduler"])
+                    feeder.position = int(loaded.rank["feeder_position"])
+                trainer = Trainer(self.model, step_fn, units_of, stage.trained, opt, sched,
+                                  device=self.device, precision=self.precision,
+                                  grad_clip=cfg.train.grad_clip,
+                                  max_bad_steps=cfg.train.max_bad_steps,
+                                  compile=cfg.train.compile, state=loop_state)
+                if same_stage and loaded.meta["trainer"].get("scaler") and trainer.scaler:
+                    trainer.scaler.load_state_dict(loaded.meta["trainer"]["scaler"])
+                if loaded is not None:
+                    set_rng_state(loaded.rank["rng"])  # last: nothing draws before training
+                    loaded = None
+                end = plan.stage_start(s) + stage.steps
+                logger.info("stage %d/%d %s: %d steps, tasks %s", s + 1, len(plan.stages),
+                            stage.name, stage.steps,
+                            ", ".join(f"{n} ({stage.counts[n]})" for n in stage.trained))
+
+                def after_step(result, s=s, trainer=trainer, feeder=feeder, end=end):
+                    step = result.step
+                    if cfg.eval.every and step % cfg.eval.every == 0 and step != end:
+                        self._evaluate(step, s)
+                    if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step != end:
+                        self._save(step, s, trainer, feeder)
+                    stop_now = bool(self.max_steps is not None and step >= self.max_steps)
+                    stop_now |= bool(self.stop_hook and self.stop_hook(step))
+                    flag = interrupt.flag
+                    if self.world > 1:
+                        flag = bool(dist_util.all_reduce_max(torch.tensor([float(flag)])).item())
+                    if flag and step != end:
+                        self._save(step, s, trainer, feeder)
+                    return stop_now or flag
+
+                self.logger.t0 = self.logger.pause()
+                finished = loop_state.step >= end or trainer.fit(
+                    feeder, end, [self.logger, after_step], progress=self.progress,
+                    desc=f"stage {s + 1}/{len(plan.stages)} {stage.name}")
+                self.logger.flush(loop_state.step)
+                if not finished and loop_state.step < end:
+                    completed = False
+                    break
+                results = self._evaluate(end, s)
+                self.history.append({"stage": s, "name": stage.name, "step": end,
+                                     "results": results})
+                self._save(end, s, trainer, feeder)
+                if cfg.checkpoint.stage_models:
+                    self._export(self.out / "stages" / f"{s + 1}-{_slug(stage.name)}")
+                self._report()
+                if self.rank == 0:
+                    logger.info("end of stage %d: %s", s + 1, format_record(
+                        {"split": "eval", "step": end, "tasks": results}))
+                if interrupt.flag or (self.max_steps is not None and loop_state.step >=
+                                      self.max_steps):
+                    completed = s == len(plan.stages) - 1
+                    break
+        self.logger.close()
+        final = None
+        if completed:
+            final = self.out / "final"
+            self._export(final)
+            dist_util.barrier()
+        report = self._report()
+        return PretrainResult(self.out, final, report, self.history, loop_state.step, completed,
+                              self.chance)
+
+    def _report(self) -> dict[str, Path]:
+        if self.rank != 0 or not self.history:
+            return {}
+        names = [t.name for t in self.plan.tasks]
+        metric_names = {}
+        for rec in self.history:
+            for n, res in rec["results"].items():
+                metric_names[n] = main_metric(res)[0]
+        return write_forgetting_report(self.history, names, self.chance, metric_names,
+                                       self.out / "report", f"{self.plan.schedule} schedule")
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name).strip("-") or "stage"
+
+
+def pretrain(config: str | Path | dict | PretrainConfig, *, resume: bool = False,
+             overrides: dict[str, Any] | None = None, max_steps: int | None = None,
+             stop: Callable[[int], bool] | None = None,
+             progress: bool | None = None) -> PretrainResult:
+    """Run a pre-training config (a path, a shipped config name, a dict or a PretrainConfig).
+
+    `resume`: continue from the newest checkpoint in output_dir/checkpoints. `overrides`: dotted
+    keys to change ({"train.lr": 1e-4}). `max_steps` / `stop(step)`: stop after that many global
+    steps (or when stop returns True) without saving, as if the process were killed there:
+    a test hook for resume. SIGINT/SIGTERM stop after the current step and save."""
+    cfg = load_config(config, overrides)
+    return PretrainRun(cfg, resume=resume, max_steps=max_steps, stop=stop,
+                       progress=progress).run()
