@@ -675,9 +675,15 @@ class HubSource:
         if hub is None:
             raise DownloadError("huggingface_hub is not installed (pip install huggingface_hub)")
         target = job.workdir / "hf"
+        # pytorch_model.bin only when the repository has no safetensors: never both
+        first = [p for p in self.patterns if p != "pytorch_model.bin"]
         try:
-            hub.snapshot_download(self.repo_id, revision=self.revision,
-                                  allow_patterns=list(self.patterns), local_dir=str(target))
+            hub.snapshot_download(self.repo_id, revision=self.revision, allow_patterns=first,
+                                  local_dir=str(target))
+            if ("pytorch_model.bin" in self.patterns
+                    and not (target / "model.safetensors").is_file()):
+                hub.snapshot_download(self.repo_id, revision=self.revision,
+                                      allow_patterns=["pytorch_model.bin"], local_dir=str(target))
         except Exception as exc:
             first = str(exc).splitlines()[0] if str(exc) else ""
             raise DownloadError(f"{type(exc).__name__}: {first}") from None
