@@ -1,0 +1,401 @@
+"""The HTTP JSON inference server (FastAPI + uvicorn): /encode, /predict and /health.
+
+Requests are checked here (body size, UTF-8, JSON, types, texts per request, text length),
+tokenized in a thread pool, then queued for one model worker that batches concurrent requests
+(`batcher.Batcher`). Every bad request gets a 4xx with `{"error": "..."}`; the server keeps
+serving. Status codes: 400 unreadable body (not UTF-8, not JSON), 413 a size limit, 422 a
+well-formed request of the wrong shape, 404 /predict on a model that is not fine-tuned,
+429 too much work queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ipaddress
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from fastapi import FastAPI, Request
+
+from ernie2.inference.batcher import Batcher, Overloaded
+from ernie2.inference.inputs import InputError, check_text, to_examples
+from ernie2.inference.runtime import LoadedModel
+
+logger = logging.getLogger(__name__)
+
+LONG_POLICIES = ("truncate", "reject")
+_UNBOUNDED = 1 << 30  # a max_len that never truncates: to count a text's tokens
+
+
+@dataclass
+class ServeSettings:
+    max_batch: int = 32  # texts per model call
+    max_wait_ms: float = 5.0  # how long a lone request waits for others to batch with
+    max_body_bytes: int = 1 << 20
+    max_texts: int = 64  # per request
+    max_chars: int = 20_000  # per text
+    max_len: int | None = None  # tokens per text (pair); None: the model's own
+    long: str = "truncate"  # texts past max_len: "truncate" or "reject"
+    max_queued: int = 4096  # texts waiting for the model before requests get 429
+
+    def __post_init__(self) -> None:
+        if self.long not in LONG_POLICIES:
+            raise ValueError(f"long must be one of {', '.join(LONG_POLICIES)}, got {self.long!r}")
+        for name in ("max_batch", "max_body_bytes", "max_texts", "max_chars", "max_queued"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must not be negative, got {self.max_wait_ms}")
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+# ---------------------------------------------------------------------- the model side
+class Service:
+    """The model behind the endpoints: request checking and feature building (any thread),
+    and the batched model calls (the batcher's worker thread)."""
+
+    def __init__(self, model: LoadedModel, settings: ServeSettings | None = None,
+                 threads: int | None = None):
+        self.model = model
+        self.settings = settings = settings or ServeSettings()
+        self.tokenizer = model.tokenizer
+        limit = model.config.max_position_embeddings
+        self.max_len = settings.max_len or model.max_len()
+        if not 3 <= self.max_len <= limit:
+            raise ValueError(f"max_len {self.max_len} must be between 3 and the model's "
+                             f"max_position_embeddings {limit}")
+        self.threads = threads
+        self.batcher = Batcher(self._run, settings.max_batch, settings.max_wait_ms / 1000,
+                               settings.max_queued)
+
+    @property
+    def task(self):
+        ft = self.model.finetuned
+        return None if ft is None else ft.task
+
+    def info(self) -> dict[str, Any]:
+        ft, s = self.model.finetuned, self.settings
+        return {"status": "ok", "model": str(self.model.path), "backend": self.model.backend,
+                "task": None if ft is None else ft.task.name,
+                "labels": None if ft is None or ft.labels is None else ft.labels.names,
+                "hidden_size": self.model.config.hidden_size, "max_len": self.max_len,
+                "limits": {"max_texts": s.max_texts, "max_chars": s.max_chars,
+                           "max_body_bytes": s.max_body_bytes, "long": s.long},
+                "batching": {"max_batch": s.max_batch, "max_wait_ms": s.max_wait_ms,
+                             **self.batcher.stats}}
+
+    # ------------------------------------------------------------------ checks
+    def _check_count(self, n: int, what: str) -> None:
+        if n == 0:
+            raise RequestError(422, f"{what}: empty list")
+        if n > self.settings.max_texts:
+            raise RequestError(413, f"{what}: {n} items; this server takes at most "
+                                    f"{self.settings.max_texts} per request")
+
+    def _lengths(self, texts_a: Sequence[str], texts_b: Sequence[str] | None) -> list[bool]:
+        """Which texts (pairs) do not fit in max_len; raises for them when long="reject"."""
+        counts = [len(e) for e in self.tokenizer.encode_batch(texts_a, texts_b, _UNBOUNDED)]
+        over = [n > self.max_len for n in counts]
+        if self.settings.long == "reject" and any(over):
+            i = over.index(True)
+            raise RequestError(413, f"text {i} is {counts[i]} tokens long ([CLS] and [SEP] "
+                                    f"included), more than max_len {self.max_len}; this server "
+                                    "rejects long texts rather than truncating them")
+        return over
+
+    # ------------------------------------------------------------------ /encode
+    def prepare_encode(self, body: Any) -> tuple[list[dict], dict[str, Any]]:
+        if not isinstance(body, dict):
+            raise RequestError(422, "expected a JSON object {\"texts\": [...]}")
+        unknown = sorted(set(body) - {"texts", "texts_b", "tokens", "task_id"})
+        if unknown:
+            raise RequestError(422, f"unknown field(s): {', '.join(unknown)} (known: texts, "
+                                    "texts_b, tokens, task_id)")
+        if "texts" not in body:
+            raise RequestError(422, "missing field: texts (a list of strings)")
+        texts, texts_b = body["texts"], body.get("texts_b")
+        tokens = body.get("tokens", False)
+        task_id = body.get("task_id", self.model.task_id)
+        if not isinstance(texts, list):
+            raise RequestError(422, "texts: expected a list of strings")
+        self._check_count(len(texts), "texts")
+        mc = self.settings.max_chars
+        texts = [check_text(t, f"texts[{i}]", mc) for i, t in enumerate(texts)]
+        if texts_b is not None:
+            if not isinstance(texts_b, list) or len(texts_b) != len(texts):
+                raise RequestError(422, f"texts_b: expected a list of {len(texts)} strings, one "
+                                        "per text")
+            texts_b = [check_text(t, f"texts_b[{i}]", mc) for i, t in enumerate(texts_b)]
+        if not isinstance(tokens, bool):
+            raise RequestError(422, "tokens: expected true or false")
+        n_tasks = self.model.config.task_type_vocab_size if self.model.config.use_task_id else 1
+        if not isinstance(task_id, int) or isinstance(task_id, bool) or \
+                not 0 <= task_id < n_tasks:
+            raise RequestError(422, f"task_id: expected an integer in [0, {n_tasks})")
+        truncated = self._lengths(texts, texts_b)
+        encs = self.tokenizer.encode_batch(texts, texts_b, self.max_len)
+        features = [{"input_ids": e.input_ids, "sent_ids": e.sent_ids, "task_id": task_id}
+                    for e in encs]
+        return features, {"tokens": tokens, "truncated": truncated}
+
+    @staticmethod
+    def encode_response(results: list, meta: dict[str, Any]) -> dict[str, Any]:
+        out = {"pooled": [r[0].tolist() for r in results],
+               "lengths": [len(r[1]) for r in results], "truncated": meta["truncated"]}
+        if meta["tokens"]:
+            out["tokens"] = [r[1].tolist() for r in results]
+        return out
+
+    # ------------------------------------------------------------------ /predict
+    def prepare_predict(self, body: Any) -> tuple[list[dict], dict[str, Any]]:
+        ft = self.model.finetuned
+        if ft is None:
+            raise RequestError(404, f"{self.model.path} is an encoder without a fine-tuned "
+                                    "head: /predict needs a directory written by fine-tuning "
+                                    "(/encode works)")
+        if not isinstance(body, dict) or set(body) != {"inputs"}:
+            raise RequestError(422, "expected a JSON object with one field, inputs: "
+                                    "{\"inputs\": [...]}")
+        inputs = body["inputs"]
+        if not isinstance(inputs, list):
+            raise RequestError(422, "inputs: expected a list")
+        self._check_count(len(inputs), "inputs")
+        examples = to_examples(ft.task.name, inputs, self.settings.max_chars)
+        meta: dict[str, Any] = {"examples": examples}
+        if ft.task.name in ("classify", "pair", "regress", "rank"):
+            texts_b = [ex.text_b for ex in examples] if examples[0].text_b is not None else None
+            meta["truncated"] = self._lengths([ex.text_a for ex in examples], texts_b)
+        opts = dataclasses.replace(ft.options, max_len=self.max_len)
+        meta["options"] = opts
+        # NER cuts long sentences into several features and reading comprehension uses
+        # windows: every word is predicted, nothing is truncated.
+        return ft.task.encode(examples, self.tokenizer, ft.labels, opts), meta
+
+    def predict_response(self, results: list, features: list[dict],
+                         meta: dict[str, Any]) -> dict[str, Any]:
+        ft = self.model.finetuned
+        preds = ft.task.decode(meta["examples"], features, results, ft.labels, meta["options"])
+        out: dict[str, Any] = {"predictions": _plain(preds)}
+        if "truncated" in meta:
+            out["truncated"] = meta["truncated"]
+        return out
+
+    # ------------------------------------------------------------------ the worker
+    def _run(self, kind: str, features: Sequence[dict]) -> list:
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        if kind == "predict":
+            from ernie2.finetune.inference import run_model
+            return run_model(self.model.finetuned, features, self.settings.max_batch,
+                             self.tokenizer.pad_id)
+        if kind == "encode":
+            return self._encode(features)
+        raise ValueError(f"unknown kind of work {kind!r}")
+
+    def _encode(self, features: Sequence[dict]) -> list[tuple[np.ndarray, np.ndarray]]:
+        from ernie2.finetune.batching import collate
+        from ernie2.tokenizer.batching import length_batches
+
+        encoder, use_task = self.model.encoder, self.model.config.use_task_id
+        out: list = [None] * len(features)
+        with torch.inference_mode():
+            for idx in length_batches([len(f["input_ids"]) for f in features],
+                                      self.settings.max_batch):
+                batch = collate([features[i] for i in idx], self.tokenizer.pad_id)
+                pooled, encoded = encoder(batch["input_ids"], batch["sent_ids"],
+                                          batch["task_id"] if use_task else None,
+                                          batch["attention_mask"])
+                # A model without a pooler: its [CLS] top-layer vector stands in.
+                pooled = (encoded[:, 0] if pooled is None else pooled).float().cpu().numpy()
+                encoded = encoded.float().cpu().numpy()
+                for row, i in enumerate(idx):
+                    out[i] = (pooled[row], encoded[row, :len(features[i]["input_ids"])])
+        return out
+
+
+def _plain(x: Any) -> Any:
+    """Numpy scalars and arrays inside predictions as JSON-ready Python values."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, (np.generic, np.ndarray)):
+        return x.tolist()
+    return x
+
+
+# ---------------------------------------------------------------------- the HTTP side
+async def read_json(request, max_bytes: int) -> Any:
+    """The request body as JSON, read no further than `max_bytes`."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise RequestError(400, f"bad Content-Length header {declared!r}")
+        if int(declared) > max_bytes:
+            raise RequestError(413, f"request body of {declared} bytes is over the limit of "
+                                    f"{max_bytes}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise RequestError(413, f"request body is over the limit of {max_bytes} bytes")
+    if not body.strip():
+        raise RequestError(400, "empty request body; expected JSON")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(400, f"request body is not UTF-8 (bad byte at offset {exc.start})") \
+            from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RequestError(400, f"malformed JSON at line {exc.lineno} column {exc.colno}: "
+                                f"{exc.msg}") from None
+    except RecursionError:
+        raise RequestError(400, "JSON nested too deeply") from None
+
+
+def _json_response(payload: Any, status: int = 200):
+    from starlette.responses import Response
+    return Response(json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8"),
+                    status_code=status, media_type="application/json")
+
+
+def create_app(service: Service):
+    """The FastAPI application; its lifespan starts and stops the batching worker."""
+    from fastapi.exceptions import RequestValidationError
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        service.batcher.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(service.batcher.stop)
+
+    app = FastAPI(title="ernie2 inference", lifespan=lifespan,
+                  description="POST /encode {\"texts\": [...]}; POST /predict {\"inputs\": "
+                              "[...]}; GET /health")
+    app.state.service = service
+
+    @app.exception_handler(RequestError)
+    async def _request_error(request, exc: RequestError):
+        return _json_response({"error": exc.message}, exc.status)
+
+    @app.exception_handler(InputError)
+    async def _input_error(request, exc: InputError):
+        return _json_response({"error": str(exc)}, 413 if exc.too_large else 422)
+
+    @app.exception_handler(Overloaded)
+    async def _overloaded(request, exc: Overloaded):
+        return _json_response({"error": f"server busy: {exc}; retry later"}, 429)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request, exc: HTTPException):
+        return _json_response({"error": str(exc.detail)}, exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request, exc: RequestValidationError):
+        return _json_response({"error": "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())}, 422)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request, exc: Exception):
+        logger.exception("request failed")
+        return _json_response({"error": f"internal error ({type(exc).__name__})"}, 500)
+
+    async def _run(kind: str, prepare, request: Request):
+        body = await read_json(request, service.settings.max_body_bytes)
+        features, meta = await run_in_threadpool(prepare, body)
+        results = await asyncio.wrap_future(service.batcher.submit(kind, features))
+        return features, meta, results
+
+    @app.get("/health")
+    async def health():
+        return _json_response(service.info())
+
+    @app.post("/encode")
+    async def encode(request: Request):
+        """Pooled vectors of texts (or pairs), and with "tokens": true the top layer's vector
+        of every token ([CLS] ... [SEP])."""
+        _, meta, results = await _run("encode", service.prepare_encode, request)
+        return _json_response(await run_in_threadpool(service.encode_response, results, meta))
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        """The fine-tuned model's predictions: labels and probabilities, scores, tags or
+        answer spans."""
+        features, meta, results = await _run("predict", service.prepare_predict, request)
+        return _json_response(service.predict_response(results, features, meta))
+
+    return app
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(model: LoadedModel, host: str = "127.0.0.1", port: int = 8881,
+          settings: ServeSettings | None = None, threads: int | None = None,
+          log_level: str = "info") -> None:
+    """Run the server in the foreground until interrupted."""
+    import uvicorn
+
+    if not is_loopback(host):
+        logger.warning("listening on %s: other machines can reach this server, which has no "
+                       "authentication", host)
+    app = create_app(Service(model, settings, threads))
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+class BackgroundServer:
+    """A uvicorn server on a thread (tests, notebooks): `with BackgroundServer(app) as s:
+    Client(s.url)`. Port 0 picks a free port."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
+                                                    log_level=log_level, access_log=False))
+        self.thread = threading.Thread(target=self.server.run, name="ernie2-server", daemon=True)
+        self.url = ""
+
+    def __enter__(self) -> "BackgroundServer":
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.01)
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+__all__ = ["BackgroundServer", "RequestError", "ServeSettings", "Service", "create_app",
+           "is_loopback", "read_json", "serve"]
