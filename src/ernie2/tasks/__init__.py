@@ -1,7 +1,34 @@
-"""ERNIE 2.0 pre-training tasks: the protocol, the registry and one module per task."""
+"""ERNIE 2.0 pre-training tasks: the protocol, the registry and one module per task.
+
+API (what the trainer calls):
+
+    task = create_task("sentence_reordering", tokenizer=tok, max_len=128, task_id=3, m=3)
+        # a registered name, "package.module:Class" or "path/to/file.py:Class"
+    task.name, task.kind ("token" | "sequence"), task.num_classes, task.description
+    task.build(doc, rng) -> Example | None       # one example, or None (skip, counted in task.stats)
+    head = task.make_head(config, encoder)       # encoder: the ErnieModel (MLM heads tie to its
+                                                 # word embeddings)
+    loss, sums = task.compute(head, pooled, encoded, batch)  # batch = collate(examples)
+        # sums: {"correct", "count", "loss_sum"}, additive over batches
+    stream = stream_examples(task, corpus_spec, seed=0, rank=0, world_size=1, split="train",
+                             heldout=0.0, epochs=None, state=None)
+    for example in stream: ...                   # endless, seeded, sharded by document
+    stream.state_dict() -> dict; ExampleStream(..., state=saved) resumes exactly
+    iter_batches(stream, batch_size, pad_id) -> padded batches
+
+Registered tasks: knowledge_masking, capitalization, token_document_relation,
+sentence_reordering, sentence_distance, discourse_relation, ir_relevance, plus the baselines
+next_sentence (ERNIE 1.0) and mlm. `ernie2 tasks` lists them.
+"""
 
 from ernie2.tasks.base import (IGNORE_INDEX, REGISTRY, Document, Example, PretrainingTask,
                                Sentence, Span, collate, create_task, load_factory, register)
+from ernie2.tasks import (capitalization, discourse_relation, ir_relevance,  # noqa: F401
+                          knowledge_masking, mlm, next_sentence, sentence_distance,
+                          sentence_reordering, token_document_relation)
+from ernie2.tasks.sentence_reordering import decode_permutation, encode_permutation
+from ernie2.tasks.stream import ExampleStream, iter_batches, stream_examples
 
-__all__ = ["IGNORE_INDEX", "REGISTRY", "Document", "Example", "PretrainingTask", "Sentence",
-           "Span", "collate", "create_task", "load_factory", "register"]
+__all__ = ["ExampleStream", "IGNORE_INDEX", "REGISTRY", "Document", "Example", "PretrainingTask",
+           "Sentence", "Span", "collate", "create_task", "decode_permutation",
+           "encode_permutation", "iter_batches", "load_factory", "register", "stream_examples"]

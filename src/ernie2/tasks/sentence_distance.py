@@ -1,0 +1,86 @@
+"""Sentence distance (ERNIE 2.0): adjacent, same document not adjacent, or different documents."""
+
+from __future__ import annotations
+
+import random
+
+from ernie2.tasks.base import Document, Example, register
+from ernie2.tasks.common import (Reservoir, TaskStats, as_tokenizer, doc_key, encode_text, layout,
+                                 sequence_compute, sequence_head, tokenize_sentences)
+
+ADJACENT, SAME_DOCUMENT, OTHER_DOCUMENT = 0, 1, 2
+
+
+@register("sentence_distance")
+class SentenceDistance:
+    """[CLS] A [SEP] B [SEP] with A a sentence and B: label 0 the next sentence, label 1 a
+    sentence of the same document at least two sentences away (before or after A), label 2 a
+    sentence of another document. The label is drawn uniformly first (balanced classes); when
+    the document cannot give it (fewer than 3 sentences for label 1, no other document seen
+    yet for label 2) the document is skipped and the skip counted. Other documents come from
+    a reservoir of the `reservoir` most recent documents this task has seen.
+    """
+
+    kind = "sequence"
+    num_classes = 3
+    description = "sentence pair: 0 adjacent, 1 same document not adjacent, 2 other document"
+
+    def __init__(self, tokenizer=None, max_len: int = 128, task_id: int = 0,
+                 reservoir: int = 64, name: str = "sentence_distance"):
+        self.tok = as_tokenizer(tokenizer)
+        self.max_len, self.task_id, self.name = max_len, task_id, name
+        self.reservoir = Reservoir(reservoir)
+        self.stats = TaskStats()
+
+    def _remember(self, doc: Document, key: str, rng: random.Random) -> None:
+        sents = doc.sentences
+        picks = sorted(rng.sample(range(len(sents)), min(8, len(sents))))
+        self.reservoir.add({"key": key, "sentences": [sents[i].text for i in picks]})
+
+    def build(self, doc: Document, rng: random.Random) -> Example | None:
+        sents = doc.sentences
+        if not sents or not sents[0].text:
+            self.stats.skip("empty" if not sents else "no_text")
+            return None
+        key = doc_key(doc)
+        label = rng.randrange(3)
+        n = len(sents)
+        example = None
+        if label == ADJACENT and n >= 2:
+            i = rng.randrange(n - 1)
+            a, b = tokenize_sentences(self.tok, [sents[i], sents[i + 1]])
+            example = (a.ids, b.ids)
+        elif label == SAME_DOCUMENT and n >= 3:
+            # i must have a sentence two or more away: every i does once n >= 4.
+            i = rng.randrange(n) if n >= 4 else rng.choice((0, n - 1))
+            far = [j for j in range(n) if abs(j - i) >= 2]
+            j = far[rng.randrange(len(far))]
+            a, b = tokenize_sentences(self.tok, [sents[i], sents[j]])
+            example = (a.ids, b.ids)
+        elif label == OTHER_DOCUMENT:
+            other = self.reservoir.sample(rng, key)
+            if other is not None:
+                (a,) = tokenize_sentences(self.tok, [sents[rng.randrange(n)]])
+                text = other["sentences"][rng.randrange(len(other["sentences"]))]
+                example = (a.ids, encode_text(self.tok, text))
+        self._remember(doc, key, rng)
+        if example is None:
+            self.stats.skip(("one_sentence" if n < 2 else "two_sentences") if label != 2
+                            else "no_other_document")
+            return None
+        input_ids, sent_ids, _ = layout(self.tok, list(example), self.max_len)
+        self.stats["examples"] += 1
+        self.stats[f"label_{label}"] += 1
+        return Example(self.name, input_ids, sent_ids, label, self.task_id)
+
+    def make_head(self, config, encoder):
+        return sequence_head(config, self.num_classes)
+
+    def compute(self, head, pooled, encoded, batch):
+        return sequence_compute(head, pooled, batch)
+
+    def state_dict(self):
+        return {"reservoir": self.reservoir.state_dict()}
+
+    def load_state_dict(self, state):
+        self.reservoir.load_state_dict(state["reservoir"])
