@@ -17,7 +17,6 @@ import ipaddress
 import json
 import logging
 import threading
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -27,32 +26,11 @@ from fastapi import FastAPI, Request
 from ernie2.inference.batcher import Batcher, Overloaded
 from ernie2.inference.inputs import InputError, check_text, to_examples
 from ernie2.inference.runtime import LoadedModel
+from ernie2.inference.settings import LONG_POLICIES, ServeSettings
 
 logger = logging.getLogger(__name__)
 
-LONG_POLICIES = ("truncate", "reject")
 _UNBOUNDED = 1 << 30  # a max_len that never truncates: to count a text's tokens
-
-
-@dataclass
-class ServeSettings:
-    max_batch: int = 32  # texts per model call
-    max_wait_ms: float = 5.0  # how long a lone request waits for others to batch with
-    max_body_bytes: int = 1 << 20
-    max_texts: int = 64  # per request
-    max_chars: int = 20_000  # per text
-    max_len: int | None = None  # tokens per text (pair); None: the model's own
-    long: str = "truncate"  # texts past max_len: "truncate" or "reject"
-    max_queued: int = 4096  # texts waiting for the model before requests get 429
-
-    def __post_init__(self) -> None:
-        if self.long not in LONG_POLICIES:
-            raise ValueError(f"long must be one of {', '.join(LONG_POLICIES)}, got {self.long!r}")
-        for name in ("max_batch", "max_body_bytes", "max_texts", "max_chars", "max_queued"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_wait_ms < 0:
-            raise ValueError(f"max_wait_ms must not be negative, got {self.max_wait_ms}")
 
 
 class RequestError(Exception):
@@ -397,5 +375,5 @@ class BackgroundServer:
         self.thread.join(30)
 
 
-__all__ = ["BackgroundServer", "RequestError", "ServeSettings", "Service", "create_app",
+__all__ = ["BackgroundServer", "LONG_POLICIES", "RequestError", "ServeSettings", "Service", "create_app",
            "is_loopback", "read_json", "serve"]
