@@ -228,8 +228,11 @@ def capitalized_names(text: str) -> list[Span]:
     out: list[Span] = []
     for m in _CAP_RUN.finditer(text):
         start, end = m.span()
-        if start == 0:
-            first = text[:end].split(None, 1)
+        k = start - 1
+        while k >= 0 and text[k].isspace():
+            k -= 1
+        if k < 0 or text[k] in ".!?:\"'“”":  # the run opens a sentence
+            first = text[start:end].split(None, 1)
             if first[0].lower() in _EN_OPENERS:
                 rest = first[1] if len(first) > 1 else ""
                 if " " not in rest.strip():  # one capitalized word left: not a name run

@@ -77,7 +77,9 @@ class SentenceReordering:
         if not sents[0].text:
             self.stats.skip("no_text")
             return None
-        start = rng.randrange(max(1, len(sents) - 1))
+        # Start early enough that m sentences follow when the paragraph has them: every class
+        # stays possible and the labels stay balanced.
+        start = rng.randrange(max(1, len(sents) - self.m + 1))
         window = sentence_window(self.tok, sents, start, self.max_len - 1 - self.m,
                                  max_sentences=8)
         k = len(window)
