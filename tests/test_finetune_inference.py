@@ -166,3 +166,19 @@ def test_run_model_on_a_module_without_parameters(model_dir):
     model.encoder = Runner(model.encoder)
     assert module_device(model.encoder) == torch.device("cpu")
     assert np.allclose(np.stack(run_model(model, feats)), np.stack(want))
+
+
+def test_a_saved_classifier_loads_in_transformers_with_the_same_logits(model_dir, tmp_path):
+    model = FinetuneModel(ErnieModel.from_pretrained(model_dir), get_task_type("pair"),
+                          Labels(["x", "y", "z"]), TaskOptions()).eval()
+    model.save(tmp_path / "ft", model_dir / "vocab.txt")
+    hf = transformers.ErnieForSequenceClassification.from_pretrained(tmp_path / "ft",
+                                                                     num_labels=3).eval()
+    tok = ErnieTokenizer.from_pretrained(model_dir)
+    enc = tok.pad(tok.encode_batch(["今天天气", "好"], ["北京", "长城吧"]))
+    batch = {k: torch.from_numpy(v) for k, v in enc.items()}
+    with torch.no_grad():
+        ours = model(batch)["logits"]
+        theirs = hf(batch["input_ids"], attention_mask=batch["attention_mask"],
+                    token_type_ids=batch["sent_ids"]).logits
+    assert torch.allclose(ours, theirs, atol=1e-5)

@@ -196,6 +196,14 @@ def test_layer_truncation_loads_the_first_layers(tmp_path):
         pre, num_hidden_layers=1).layers[0].ffn_in.weight)
 
 
+def test_max_len_beyond_the_position_table_is_refused(tmp_path):
+    data = samples.sentiment(tmp_path / "data", sizes=(4, 2, 2))
+    pre = make_pretrained(data, tmp_path, max_pos=64)
+    with pytest.raises(ValueError, match="max_len 128 exceeds the model's 64 positions"):
+        finetune(FinetuneSettings(task="classify", data_dir=str(data), from_pretrained=str(pre),
+                                  output_dir=str(tmp_path / "o"), progress=False))
+
+
 def test_missing_train_file_and_unknown_task(tmp_path):
     with pytest.raises(FileNotFoundError, match="no train.tsv"):
         finetune(FinetuneSettings(task="classify", data_dir=str(tmp_path), from_pretrained="x"))

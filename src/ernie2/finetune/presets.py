@@ -7,6 +7,8 @@ Sources (PaddlePaddle/ERNIE on GitHub, read through the project's search tools):
   script/zh_task/ernie_{base,large}/run_<task>.sh (ERNIE 2.0 Chinese): epochs, max_seq_len,
   warmup proportion, weight decay, and per-GPU batch sizes whose totals (times the GPUs in
   CUDA_VISIBLE_DEVICES) agree with the README.
+- ERNIE/script/run_<task>.sh (ERNIE 1.0, Chinese): the same values as the 2.0 base scripts for
+  XNLI, LCQMC, ChnSentiCorp and NLPCC-DBQA; MSRA-NER ran 3 epochs there, 6 in the 2.0 scripts.
 - finetune_args.py defaults for reading comprehension: doc_stride 128, max_query_length 64,
   max_answer_length 100, n_best_size 20.
 Batch sizes are totals over all GPUs. Values marked "unverified" were not found in those files.
@@ -66,12 +68,14 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("ChnSentiCorp", "classify", (24, 24), (5e-5, 1e-5), (10, 10), 256,
            main_metric="accuracy", **_ZH),
     Preset("MSRA-NER", "ner", (16, 16), (5e-5, 1e-5), (6, 6), 256, main_metric="f1",
-           note="chunk scheme IOB per run_msra_ner.sh (its tags are B-/I-, read as BIO)",
+           note="6 epochs in the ERNIE 2.0 scripts, 3 in ERNIE 1.0's; the scripts name the "
+           "chunk scheme IOB for tags that are B-/I-/O (our chunk decoding reads either)",
            **_ZH),
     Preset("NLPCC-DBQA", "rank", (64, 64), (2e-5, 1e-5), (3, 3), 512, main_metric="mrr",
            **_ZH),
     Preset("CMRC2018", "mrc", (64, 64), (3e-5, 3e-5), (2, 2), 512, main_metric="f1",
-           options=_MRC, **_ZH),
+           note="base script: 16 per GPU on the 4 GPUs it makes visible (it launches 8 "
+           "processes; the README's 64 assumes 4)", options=_MRC, **_ZH),
     Preset("DRCD", "mrc", (64, 64), (5e-5, 3e-5), (2, 2), 512, main_metric="f1",
            options=_MRC, **_ZH),
 ]}

@@ -138,6 +138,10 @@ def finetune(settings: FinetuneSettings, trainer: Trainer | None = None) -> Fine
     _seed(settings.seed)
     overrides = {"num_hidden_layers": settings.num_layers} if settings.num_layers else {}
     encoder = ErnieModel.from_pretrained(settings.from_pretrained, **overrides)
+    if opts.max_len > encoder.config.max_position_embeddings:
+        raise ValueError(f"max_len {opts.max_len} exceeds the model's "
+                         f"{encoder.config.max_position_embeddings} positions "
+                         f"({settings.from_pretrained})")
     tokenizer = ErnieTokenizer.from_pretrained(settings.from_pretrained)
     vocab_file = tokenizer.vocab_file
     model = FinetuneModel(encoder, task, labels, opts, settings.task_id).to(settings.device)

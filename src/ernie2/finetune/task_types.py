@@ -367,10 +367,15 @@ def _score_spans(examples, preds, labels, opts) -> dict[str, float]:
                               {ex.qid: [a.text for a in ex.answers] for ex in examples})
 
 
+def _one_cell(text: str) -> str:
+    return " ".join(text.split())  # a tab or newline inside an answer would break the row
+
+
 def _write_spans(examples, preds, labels, path: Path) -> None:
+    # The TSV shows answers on one line; predictions.json keeps them exact.
     atomic_write_text(path, "id\tanswer\tstart\tend\tprobability\n" + "".join(
-        f"{p['id']}\t{p['answer']}\t{p['start']}\t{p['end']}\t{p['probability']:.6f}\n"
-        for p in preds))
+        f"{p['id']}\t{_one_cell(p['answer'])}\t{p['start']}\t{p['end']}\t"
+        f"{p['probability']:.6f}\n" for p in preds))
     name = "predictions.json" if path.name == "test_out.tsv" else \
         path.name.replace("_out.tsv", "_predictions.json")
     atomic_write_text(path.with_name(name), json.dumps(
