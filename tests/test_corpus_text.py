@@ -101,3 +101,12 @@ def test_annotator_keeps_corpus_tags_first_and_runs_once():
     s.spans.append(Span(0, 1, "phrase"))
     Annotator()(doc)  # already annotated: left as it is
     assert len(s.spans) == 2
+
+
+def test_user_lexicon_still_applies_to_annotated_documents(tmp_path):
+    lex = tmp_path / "lex.txt"
+    lex.write_text("工作\n", encoding="utf-8")
+    s = Sentence("他在北京市工作。", words=["他", "在", "北京市", "工作", "。"])
+    doc = Document([[s]], lang="zh", meta={"annotated": True})
+    Annotator(AnnotationOptions(lexicons=(str(lex),)))(doc)
+    assert [(x.start, x.end, x.kind) for x in s.spans] == [(5, 7, "phrase")]

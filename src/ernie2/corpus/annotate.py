@@ -279,7 +279,13 @@ class Annotator:
         self.lexicon = Lexicon.read(self.options.lexicons)
 
     def __call__(self, doc: Document) -> Document:
-        if doc.meta.get("annotated"):  # written by an earlier pass (demo, prepare): keep it
+        if doc.meta.get("annotated"):
+            # Written by an earlier pass (demo, prepare): keep it, adding only the user's
+            # lexicons, which that pass may not have had.
+            if self.lexicon.entries:
+                for sent in doc.sentences:
+                    if sent.text and sent.token_ids is None:
+                        add_spans(sent, match_lexicon(sent, self.lexicon, doc.lang))
             return doc
         o = self.options
         tagged = bool(doc.meta.get("tagged"))
