@@ -1,4 +1,5 @@
-"""Corpus readers (every format), bad input, resumable positions, prepared shards, held-out split."""
+"""Corpus readers (every format), bad input, resumable positions, prepared shards, held-out
+split."""
 
 from __future__ import annotations
 

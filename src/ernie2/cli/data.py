@@ -109,12 +109,14 @@ def _show_examples(spec, args):
     task = create_task(args.task, tokenizer=tok, max_len=args.max_len, task_id=0,
                        **_options(args.option))
     stream = stream_examples(task, spec, seed=args.seed)
+    vocab_labels = getattr(task, "vocab_sized", False)  # masked-LM labels are token ids
     for ex in islice(stream, args.n):
         tokens = tok.convert_ids_to_tokens(ex.input_ids)
         if isinstance(ex.labels, list):
-            shown = " ".join(t if lab == IGNORE_INDEX else
-                             f"{t}<{tok.convert_ids_to_tokens([lab])[0] if task.kind == 'token' and getattr(task, 'vocab_sized', False) else lab}>"
-                             for t, lab in zip(tokens, ex.labels))
+            shown = " ".join(
+                t if lab == IGNORE_INDEX else
+                f"{t}<{tok.convert_ids_to_tokens([lab])[0] if vocab_labels else lab}>"
+                for t, lab in zip(tokens, ex.labels))
             print(f"[{ex.task} task_id={ex.task_id}] {shown}")
         else:
             print(f"[{ex.task} task_id={ex.task_id} label={ex.labels}] {' '.join(tokens)}")

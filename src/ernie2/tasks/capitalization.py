@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 
 from ernie2.tasks.base import IGNORE_INDEX, Document, Example, register
-from ernie2.tasks.common import (TaskStats, as_tokenizer, layout, sentence_window, token_compute,
-                                 token_head)
+from ernie2.tasks.common import (TaskStats, as_tokenizer, sentence_window, token_example,
+                                 token_make_head, token_task_compute)
 
 
 def capitalization_labels(text: str, starts: list[int], word_ids: list[int]) -> list[int]:
@@ -55,15 +55,7 @@ class Capitalization:
             # Labels come from the original text at the token offsets (lower-casing keeps them).
             labels.extend(capitalization_labels(sents[start + k].text, ts.starts, ts.word_ids))
             ids.extend(ts.ids)
-        if all(l == IGNORE_INDEX for l in labels[:self.max_len - 2]):
-            self.stats.skip("no_cased_words")
-            return None
-        input_ids, sent_ids, labels = layout(self.tok, [ids], self.max_len, [labels])
-        self.stats["examples"] += 1
-        return Example(self.name, input_ids, sent_ids, labels, self.task_id)
+        return token_example(self, ids, labels)
 
-    def make_head(self, config, encoder):
-        return token_head(config, self.num_classes)
-
-    def compute(self, head, pooled, encoded, batch):
-        return token_compute(head, encoded, batch)
+    make_head = token_make_head
+    compute = token_task_compute

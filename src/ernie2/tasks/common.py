@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ernie2.corpus.text import is_punctuation
-from ernie2.tasks.base import IGNORE_INDEX, Document, Sentence
+from ernie2.tasks.base import IGNORE_INDEX, Document, Example, Sentence
 
 _UNBOUNDED = 1 << 30
 
@@ -25,7 +25,7 @@ _UNBOUNDED = 1 << 30
 def as_tokenizer(tokenizer):
     """An ErnieTokenizer, from itself or a vocab path."""
     if tokenizer is None:
-        raise ValueError("pre-training tasks need tokenizer=ErnieTokenizer(vocab) (or a vocab path)")
+        raise ValueError("pre-training tasks need tokenizer=ErnieTokenizer(vocab) or a vocab path")
     if isinstance(tokenizer, (str, os.PathLike)):
         from ernie2.tokenizer import ErnieTokenizer
         return ErnieTokenizer(tokenizer)
@@ -438,3 +438,56 @@ def mlm_compute(head, encoded: torch.Tensor, batch: dict[str, torch.Tensor]):
     labels = batch["labels"]
     keep = labels != IGNORE_INDEX
     return _scored(head(encoded, keep), labels[keep], encoded)
+
+
+# Protocol members a task class binds directly (`make_head = sequence_make_head`), so the tasks
+# share them without inheriting from a base class.
+def sequence_make_head(task, config, encoder):
+    return sequence_head(config, task.num_classes)
+
+
+def sequence_task_compute(task, head, pooled, encoded, batch):
+    return sequence_compute(head, pooled, batch)
+
+
+def token_make_head(task, config, encoder):
+    return token_head(config, task.num_classes)
+
+
+def token_task_compute(task, head, pooled, encoded, batch):
+    return token_compute(head, encoded, batch)
+
+
+def mlm_make_head(task, config, encoder):
+    return mlm_head(config, encoder)
+
+
+def mlm_task_compute(task, head, pooled, encoded, batch):
+    return mlm_compute(head, encoded, batch)
+
+
+def reservoir_state_dict(task) -> dict[str, Any]:
+    return {"reservoir": task.reservoir.state_dict()}
+
+
+def reservoir_load_state_dict(task, state: dict[str, Any]) -> None:
+    task.reservoir.load_state_dict(state["reservoir"])
+
+
+def token_example(task, ids: list[int], labels: list[int]) -> Example | None:
+    """One segment with per-token labels laid out as an Example, or None (counted) when
+    nothing in the kept part is scored."""
+    if all(lab == IGNORE_INDEX for lab in labels[:task.max_len - 2]):
+        task.stats.skip("nothing_to_score")
+        return None
+    input_ids, sent_ids, labels = layout(task.tok, [ids], task.max_len, [labels])
+    task.stats["examples"] += 1
+    return Example(task.name, input_ids, sent_ids, labels, task.task_id)
+
+
+def sequence_example(task, segments: Sequence[Sequence[int]], label: int) -> Example:
+    """Segments and a class laid out as an Example, counted by label in task.stats."""
+    input_ids, sent_ids, _ = layout(task.tok, segments, task.max_len)
+    task.stats["examples"] += 1
+    task.stats[f"label_{label}"] += 1
+    return Example(task.name, input_ids, sent_ids, label, task.task_id)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from ernie2.corpus.annotate import resource_path
 from ernie2.tasks.base import Document, Example, register
-from ernie2.tasks.common import (TaskStats, as_tokenizer, encode_text, layout, read_labeled_pairs,
-                                 sequence_compute, sequence_head, tokenize_sentences)
+from ernie2.tasks.common import (TaskStats, as_tokenizer, encode_text, read_labeled_pairs,
+                                 sequence_example, sequence_make_head, sequence_task_compute,
+                                 tokenize_sentences)
 
 _STRIP_AFTER_MARKER = " ,，、:：;；"
 
@@ -105,8 +106,9 @@ class DiscourseRelation:
         except ValueError:
             k = -1
         if not 0 <= k < len(self.relations):
-            raise ValueError(f"{where}: label {raw!r} is not a relation ({', '.join(self.relations)}) "
-                             f"nor an id below {len(self.relations)}")
+            raise ValueError(f"{where}: label {raw!r} is not a relation "
+                             f"({', '.join(self.relations)}) nor an id below "
+                             f"{len(self.relations)}")
         return k
 
     def mine(self, doc: Document) -> list[tuple[int, int, str]]:
@@ -140,13 +142,7 @@ class DiscourseRelation:
             i, label, b_text = pairs[rng.randrange(len(pairs))]
             (a,) = tokenize_sentences(self.tok, [sents[i]])
             pair = (a.ids, encode_text(self.tok, b_text))
-        input_ids, sent_ids, _ = layout(self.tok, list(pair), self.max_len)
-        self.stats["examples"] += 1
-        self.stats[f"label_{self.relations[label]}"] += 1
-        return Example(self.name, input_ids, sent_ids, label, self.task_id)
+        return sequence_example(self, pair, label)
 
-    def make_head(self, config, encoder):
-        return sequence_head(config, self.num_classes)
-
-    def compute(self, head, pooled, encoded, batch):
-        return sequence_compute(head, pooled, batch)
+    make_head = sequence_make_head
+    compute = sequence_task_compute

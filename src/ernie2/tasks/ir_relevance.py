@@ -9,8 +9,10 @@ import re
 
 from ernie2.corpus.text import is_cjk
 from ernie2.tasks.base import Document, Example, register
-from ernie2.tasks.common import (Reservoir, TaskStats, as_tokenizer, doc_key, encode_text, layout,
-                                 read_labeled_pairs, sequence_compute, sequence_head)
+from ernie2.tasks.common import (Reservoir, TaskStats, as_tokenizer, doc_key, encode_text,
+                                 read_labeled_pairs, reservoir_load_state_dict,
+                                 reservoir_state_dict, sequence_example, sequence_make_head,
+                                 sequence_task_compute)
 from ernie2.tasks.token_document_relation import default_stop_words
 
 STRONG, WEAK, IRRELEVANT = 0, 1, 2
@@ -117,20 +119,10 @@ class IRRelevance:
         return self._example(doc.title, text, label)
 
     def _example(self, query: str, title: str, label: int) -> Example:
-        ids, sent_ids, _ = layout(self.tok, [encode_text(self.tok, query),
-                                             encode_text(self.tok, title)], self.max_len)
-        self.stats["examples"] += 1
-        self.stats[f"label_{LABEL_NAMES[label]}"] += 1
-        return Example(self.name, ids, sent_ids, label, self.task_id)
+        return sequence_example(self, [encode_text(self.tok, query),
+                                       encode_text(self.tok, title)], label)
 
-    def make_head(self, config, encoder):
-        return sequence_head(config, self.num_classes)
-
-    def compute(self, head, pooled, encoded, batch):
-        return sequence_compute(head, pooled, batch)
-
-    def state_dict(self):
-        return {"reservoir": self.reservoir.state_dict()}
-
-    def load_state_dict(self, state):
-        self.reservoir.load_state_dict(state["reservoir"])
+    make_head = sequence_make_head
+    compute = sequence_task_compute
+    state_dict = reservoir_state_dict
+    load_state_dict = reservoir_load_state_dict

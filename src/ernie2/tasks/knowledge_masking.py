@@ -7,7 +7,7 @@ from typing import Mapping
 
 from ernie2.tasks.base import Document, Example, register
 from ernie2.tasks.common import (LEVELS, TaskStats, as_tokenizer, fit_lengths, layout,
-                                 mask_units, mlm_compute, mlm_head, sentence_window,
+                                 mask_units, mlm_make_head, mlm_task_compute, sentence_window,
                                  tokenize_sentences, unit_ranges, vocab_info)
 
 
@@ -108,9 +108,5 @@ class KnowledgeMasking:
         self.stats[f"level_{level}"] += 1
         return Example(self.name, input_ids, sent_ids, labels, self.task_id)
 
-    def make_head(self, config, encoder):
-        return mlm_head(config, encoder)
-
-    def compute(self, head, pooled, encoded, batch):
-        return mlm_compute(head, encoded, batch)
-
+    make_head = mlm_make_head
+    compute = mlm_task_compute

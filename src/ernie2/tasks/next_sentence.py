@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 
 from ernie2.tasks.base import Document, Example, register
-from ernie2.tasks.common import (Reservoir, TaskStats, as_tokenizer, doc_key, encode_text, layout,
-                                 sentence_window, sequence_compute, sequence_head,
+from ernie2.tasks.common import (Reservoir, TaskStats, as_tokenizer, doc_key, encode_text,
+                                 reservoir_load_state_dict, reservoir_state_dict, sentence_window,
+                                 sequence_example, sequence_make_head, sequence_task_compute,
                                  tokenize_sentences)
 
 IS_NEXT, RANDOM = 1, 0  # ERNIE 1.0's convention: 1 for a true next sentence
@@ -40,7 +41,7 @@ class NextSentence:
                 self.stats.skip("no_second_sentence")
                 return None
             a, b = tokenize_sentences(self.tok, sents[:2])
-            return self._example(a.ids, b.ids, int(doc.meta["next_sentence_label"]))
+            return sequence_example(self, [a.ids, b.ids], int(doc.meta["next_sentence_label"]))
         if not sents[0].text:
             self.stats.skip("no_text")
             return None
@@ -65,22 +66,9 @@ class NextSentence:
         if pair is None:
             self.stats.skip("one_sentence" if label == IS_NEXT else "no_other_document")
             return None
-        return self._example(pair[0], pair[1], label)
+        return sequence_example(self, pair, label)
 
-    def _example(self, a, b, label: int) -> Example:
-        ids, sent_ids, _ = layout(self.tok, [a, b], self.max_len)
-        self.stats["examples"] += 1
-        self.stats[f"label_{label}"] += 1
-        return Example(self.name, ids, sent_ids, label, self.task_id)
-
-    def make_head(self, config, encoder):
-        return sequence_head(config, self.num_classes)
-
-    def compute(self, head, pooled, encoded, batch):
-        return sequence_compute(head, pooled, batch)
-
-    def state_dict(self):
-        return {"reservoir": self.reservoir.state_dict()}
-
-    def load_state_dict(self, state):
-        self.reservoir.load_state_dict(state["reservoir"])
+    make_head = sequence_make_head
+    compute = sequence_task_compute
+    state_dict = reservoir_state_dict
+    load_state_dict = reservoir_load_state_dict

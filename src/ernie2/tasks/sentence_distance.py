@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 
 from ernie2.tasks.base import Document, Example, register
-from ernie2.tasks.common import (Reservoir, TaskStats, as_tokenizer, doc_key, encode_text, layout,
-                                 sequence_compute, sequence_head, tokenize_sentences)
+from ernie2.tasks.common import (Reservoir, TaskStats, as_tokenizer, doc_key, encode_text,
+                                 reservoir_load_state_dict, reservoir_state_dict,
+                                 sequence_example, sequence_make_head, sequence_task_compute,
+                                 tokenize_sentences)
 
 ADJACENT, SAME_DOCUMENT, OTHER_DOCUMENT = 0, 1, 2
 
@@ -68,19 +70,9 @@ class SentenceDistance:
             self.stats.skip(("one_sentence" if n < 2 else "two_sentences") if label != 2
                             else "no_other_document")
             return None
-        input_ids, sent_ids, _ = layout(self.tok, list(example), self.max_len)
-        self.stats["examples"] += 1
-        self.stats[f"label_{label}"] += 1
-        return Example(self.name, input_ids, sent_ids, label, self.task_id)
+        return sequence_example(self, example, label)
 
-    def make_head(self, config, encoder):
-        return sequence_head(config, self.num_classes)
-
-    def compute(self, head, pooled, encoded, batch):
-        return sequence_compute(head, pooled, batch)
-
-    def state_dict(self):
-        return {"reservoir": self.reservoir.state_dict()}
-
-    def load_state_dict(self, state):
-        self.reservoir.load_state_dict(state["reservoir"])
+    make_head = sequence_make_head
+    compute = sequence_task_compute
+    state_dict = reservoir_state_dict
+    load_state_dict = reservoir_load_state_dict

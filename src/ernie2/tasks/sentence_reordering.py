@@ -8,8 +8,8 @@ import random
 from itertools import permutations
 
 from ernie2.tasks.base import Document, Example, register
-from ernie2.tasks.common import (TaskStats, as_tokenizer, layout, sequence_compute, sentence_window,
-                                 sequence_head)
+from ernie2.tasks.common import (TaskStats, as_tokenizer, sentence_window, sequence_example,
+                                 sequence_make_head, sequence_task_compute)
 
 
 def num_permutation_classes(m: int) -> int:
@@ -96,12 +96,7 @@ class SentenceReordering:
         segments = [[t for ts in window[bounds[i]:bounds[i + 1]] for t in ts.ids]
                     for i in range(n)]
         shown = [segments[p] for p in perm]
-        input_ids, sent_ids, _ = layout(self.tok, shown, self.max_len)
-        self.stats["examples"] += 1
-        return Example(self.name, input_ids, sent_ids, label, self.task_id)
+        return sequence_example(self, shown, label)
 
-    def make_head(self, config, encoder):
-        return sequence_head(config, self.num_classes)
-
-    def compute(self, head, pooled, encoded, batch):
-        return sequence_compute(head, pooled, batch)
+    make_head = sequence_make_head
+    compute = sequence_task_compute

@@ -29,8 +29,9 @@ class ExampleStream:
     """Examples of one task, built from a corpus's documents over and over (epochs).
 
     Each document gives `builds` examples per epoch (about one per `max_len` tokens of it, at
-    most `max_builds_per_doc`, or the task's own `builds_per_document` when it has one), each from its own random generator seeded by (seed, task name,
-    epoch, document index, build number): the same seed gives the same examples whatever the
+    most `max_builds_per_doc`, or the task's own `builds_per_document` when it has one), each
+    from its own random generator seeded by (seed, task name, epoch, document index, build
+    number): the same seed gives the same examples whatever the
     sharding, and a stream resumes exactly from `state_dict()`.
 
     rank / world_size: this process takes the documents whose index % world_size == rank.

@@ -10,9 +10,9 @@ from collections.abc import Iterable
 from ernie2.corpus.annotate import read_word_list, resource_path
 from ernie2.corpus.text import is_punctuation
 from ernie2.tasks.base import IGNORE_INDEX, Document, Example, register
-from ernie2.tasks.common import (TaskStats, as_tokenizer, layout, sentence_window, token_compute,
-                                 token_head, token_words, tokenize_sentences,
-                                 vocab_info)
+from ernie2.tasks.common import (TaskStats, as_tokenizer, sentence_window, token_example,
+                                 token_make_head, token_task_compute, token_words,
+                                 tokenize_sentences, vocab_info)
 
 
 def default_stop_words() -> set[str]:
@@ -85,15 +85,7 @@ class TokenDocumentRelation:
                 ids.append(tid)
                 labels.append(IGNORE_INDEX if self._excluded(tid, word)
                               else int(doc_counts[word] > window_counts[word]))
-        if all(l == IGNORE_INDEX for l in labels[:self.max_len - 2]):
-            self.stats.skip("nothing_to_score")
-            return None
-        input_ids, sent_ids, labels = layout(self.tok, [ids], self.max_len, [labels])
-        self.stats["examples"] += 1
-        return Example(self.name, input_ids, sent_ids, labels, self.task_id)
+        return token_example(self, ids, labels)
 
-    def make_head(self, config, encoder):
-        return token_head(config, self.num_classes)
-
-    def compute(self, head, pooled, encoded, batch):
-        return token_compute(head, encoded, batch)
+    make_head = token_make_head
+    compute = token_task_compute
