@@ -151,6 +151,13 @@ def test_token_document_relation_labels_by_hand():
     none = create_task("token_document_relation", tokenizer=tok, max_len=32, stop_words="none")
     ex = none.build(doc, random.Random(0))
     assert IGN not in ex.labels[1:-2]  # with no stop words, every word is scored
+    # Words compare lower-cased without accents, as the tokenizer normalizes them.
+    tok2 = make_tokenizer(["cafe", "open", "closed"])
+    accents = doc_of("Café open.|cafe closed.")
+    labels = {tuple(task2.build(accents, random.Random(s)).labels)
+              for task2 in [create_task("token_document_relation", tokenizer=tok2, max_len=16)]
+              for s in range(10)}
+    assert labels == {(IGN, 1, 0, IGN, IGN)}
 
 
 # --------------------------------------------------------------------- knowledge masking

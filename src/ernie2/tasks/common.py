@@ -68,11 +68,10 @@ class TokSent:
     """A sentence as tokens: ids, character offsets (None for pre-tokenized input), and the
     word each token belongs to (corpus/jieba words when known, else WordPiece words)."""
 
-    __slots__ = ("ids", "starts", "ends", "word_ids", "words")
+    __slots__ = ("ids", "starts", "ends", "word_ids")
 
     def __init__(self, ids, starts, ends, word_ids):
         self.ids, self.starts, self.ends, self.word_ids = ids, starts, ends, word_ids
-        self.words: list[str] | None = None  # filled by token_words()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -141,17 +140,6 @@ def tokenize_sentences(tok, sentences: Sequence[Sentence], lower: bool = False) 
             sentences[k].__dict__.setdefault(_CACHE_ATTR, {})[key] = ts
             out[k] = ts
     return out  # type: ignore[return-value]
-
-
-def token_words(tok, ts: TokSent) -> list[str]:
-    """The word each token belongs to, lower-cased, pieces joined without '##' (cached)."""
-    if ts.words is None:
-        pieces = tok.convert_ids_to_tokens(ts.ids)
-        joined: dict[int, str] = {}
-        for p, w in zip(pieces, ts.word_ids):
-            joined[w] = joined.get(w, "") + (p[2:] if p.startswith("##") else p)
-        ts.words = [joined[w].lower() for w in ts.word_ids]
-    return ts.words
 
 
 def encode_text(tok, text: str) -> list[int]:

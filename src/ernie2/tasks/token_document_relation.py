@@ -4,15 +4,17 @@ its document."""
 from __future__ import annotations
 
 import random
+import re
+import unicodedata
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable
 
 from ernie2.corpus.annotate import read_word_list, resource_path
 from ernie2.corpus.text import is_punctuation
-from ernie2.tasks.base import IGNORE_INDEX, Document, Example, register
+from ernie2.tasks.base import IGNORE_INDEX, Document, Example, Sentence, register
 from ernie2.tasks.common import (TaskStats, as_tokenizer, sentence_window, token_example,
-                                 token_make_head, token_task_compute, token_words,
-                                 tokenize_sentences, vocab_info)
+                                 token_make_head, token_task_compute, vocab_info)
 
 
 def default_stop_words() -> set[str]:
@@ -20,23 +22,79 @@ def default_stop_words() -> set[str]:
         read_word_list(resource_path("stopwords_zh.txt"))
 
 
-def sentence_counts(tok, doc: Document) -> Counter:
+# Word units on raw text, as BERT's pre-tokenizer cuts them: one CJK character, a run of letters
+# and digits, or any other single character (punctuation, symbols).
+_WORD = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_]+|\S")
+
+
+def word_key(text: str) -> str:
+    """Lower-cased, accents stripped (as the tokenizer normalizes)."""
+    text = text.lower()
+    if text.isascii():
+        return text
+    return "".join(c for c in unicodedata.normalize("NFD", text)
+                   if unicodedata.category(c) != "Mn")
+
+
+def sentence_words(sentence: Sentence) -> tuple[list[int], list[str]]:
+    """(start offsets, keys) of a sentence's words: its segmentation when known, else the
+    pre-tokenizer's units (cached on the sentence)."""
+    cached = sentence.__dict__.get("_ernie2_word_keys")
+    if cached is None:
+        text = sentence.text
+        spans = []
+        if sentence.words:
+            pos = 0
+            for w in sentence.words:
+                start = text.find(w, pos)
+                if start < 0:
+                    spans = []
+                    break
+                spans.append((start, start + len(w)))
+                pos = start + len(w)
+        if not spans:
+            spans = [m.span() for m in _WORD.finditer(text)]
+        low = text.lower()
+        if len(low) == len(text):  # the usual case: lower-case once, slice the words
+            keys = [low[a:b] for a, b in spans]
+            if not low.isascii():
+                keys = [k if k.isascii() else word_key(k) for k in keys]
+        else:
+            keys = [word_key(text[a:b]) for a, b in spans]
+        cached = ([a for a, _ in spans], keys)
+        sentence.__dict__["_ernie2_word_keys"] = cached
+    return cached
+
+
+def sentence_key_set(sentence: Sentence) -> set[str]:
+    """The keys of a sentence's words (what sentence_words gives, without offsets: faster)."""
+    if sentence.words or "_ernie2_word_keys" in sentence.__dict__:
+        return set(sentence_words(sentence)[1])
+    low = sentence.text.lower()
+    if len(low) != len(sentence.text):
+        return set(sentence_words(sentence)[1])
+    keys = set(_WORD.findall(low))
+    return keys if low.isascii() else {k if k.isascii() else word_key(k) for k in keys}
+
+
+def sentence_counts(doc: Document) -> Counter:
     """word -> number of the document's sentences containing it (cached on the document)."""
-    cache = doc.__dict__.setdefault("_ernie2_sentence_counts", {})
-    counts = cache.get(id(tok))
+    counts = doc.__dict__.get("_ernie2_sentence_counts")
     if counts is None:
         counts = Counter()
-        for ts in tokenize_sentences(tok, doc.sentences):
-            counts.update(set(token_words(tok, ts)))
-        cache[id(tok)] = counts
+        for sent in doc.sentences:
+            counts.update(sentence_key_set(sent))
+        doc.__dict__["_ernie2_sentence_counts"] = counts
     return counts
 
 
 @register("token_document_relation")
 class TokenDocumentRelation:
     """Segment: a window of consecutive sentences (at most half the document's). Label per
-    token: 1 if its word also occurs in the rest of the document, else 0. Words are corpus or
-    jieba words when known, WordPiece words otherwise, compared lower-cased. Special tokens,
+    token: 1 if its word also occurs in another sentence of the document outside the segment,
+    else 0. Words are the corpus or jieba words when known, otherwise the units BERT's
+    pre-tokenizer cuts (a CJK character, a run of letters and digits), compared lower-cased
+    without accents. Special tokens,
     punctuation and stop words are not scored (IGNORE_INDEX) and never count as occurring.
 
     stop_words: "default" (the shipped English and Chinese lists), "none", a file path (white
@@ -61,7 +119,7 @@ class TokenDocumentRelation:
 
     def _excluded(self, tid: int, word: str) -> bool:
         return (tid in self.info.special or bool(self.info.punctuation[tid])
-                or is_punctuation(word) or word in self.stop_words)
+                or not word or is_punctuation(word) or word in self.stop_words)
 
     def build(self, doc: Document, rng: random.Random) -> Example | None:
         sents = doc.sentences
@@ -74,17 +132,19 @@ class TokenDocumentRelation:
         start = rng.randrange(len(sents))
         window = sentence_window(self.tok, sents, start, self.max_len - 2,
                                  max_sentences=max(1, len(sents) // 2))
-        doc_counts = sentence_counts(self.tok, doc)
-        window_words = [token_words(self.tok, ts) for ts in window]
+        doc_counts = sentence_counts(doc)
+        window_sents = sents[start:start + len(window)]
         window_counts = Counter()
-        for words in window_words:
-            window_counts.update(set(words))
+        for sent in window_sents:
+            window_counts.update(sentence_key_set(sent))
         ids, labels = [], []
-        for ts, words in zip(window, window_words):
-            for tid, word in zip(ts.ids, words):
+        for ts, sent in zip(window, window_sents):
+            starts, keys = sentence_words(sent)
+            for tid, offset in zip(ts.ids, ts.starts):
+                key = keys[max(bisect_right(starts, offset) - 1, 0)] if keys else ""
                 ids.append(tid)
-                labels.append(IGNORE_INDEX if self._excluded(tid, word)
-                              else int(doc_counts[word] > window_counts[word]))
+                labels.append(IGNORE_INDEX if self._excluded(tid, key)
+                              else int(doc_counts[key] > window_counts[key]))
         return token_example(self, ids, labels)
 
     make_head = token_make_head
