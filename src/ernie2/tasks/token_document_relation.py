@@ -129,6 +129,9 @@ class TokenDocumentRelation:
         if len(sents) < 2:
             self.stats.skip("one_sentence")
             return None
+        if not sents[0].text:  # pre-tokenized ERNIE 1.0 lines: no words to compare
+            self.stats.skip("no_text")
+            return None
         start = rng.randrange(len(sents))
         window = sentence_window(self.tok, sents, start, self.max_len - 2,
                                  max_sentences=max(1, len(sents) // 2))
