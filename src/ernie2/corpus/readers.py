@@ -87,7 +87,8 @@ class Lines:
                     if self.on_error == "raise":
                         raise BadInput(
                             f"{self.path}:{self.lineno}: not UTF-8 text ({exc.reason} at byte "
-                            f"{exc.start}); pass on_error='skip' to skip such lines") from None
+                            f"{exc.start}); on_error='skip' (--on_error skip) skips and counts such "
+                            "lines") from None
                     self.stats["skipped_undecodable_lines"] += 1
                     continue
                 yield self.lineno, line.rstrip("\r\n")
