@@ -114,7 +114,8 @@ class StageFeeder:
 
     def __init__(self, counts: dict[str, int], steps: int, streams: dict[str, ExampleStream],
                  batching: Batching, mix: str = "step", rank: int = 0, world: int = 1,
-                 pad_id: int = 0, start: int = 0, task_ids: dict[str, int] | None = None):
+                 pad_id: int = 0, start: int = 0, task_ids: dict[str, int] | None = None,
+                 consumed: dict[str, int] | None = None):
         if mix not in ("step", "batch"):
             raise ValueError(f"mix must be 'step' or 'batch', got {mix!r}")
         missing = [t for t in counts if t not in streams]
@@ -130,6 +131,10 @@ class StageFeeder:
         self.slots = slots
         self.plan = compositions(counts, steps, slots)
         self.position = start  # index of the next step
+        # Examples of each task drawn so far over all ranks (shared across stages): rank r takes
+        # the task's global examples n with n % world == r, so ranks together draw what one
+        # process would (given streams sharded the same way).
+        self.consumed = consumed if consumed is not None else {}
 
     def __iter__(self):
         return self
@@ -138,8 +143,9 @@ class StageFeeder:
         return self.plan[step]
 
     def _draw(self, name: str, first: int, k: int) -> list[Example]:
-        """This rank's examples of one task for one step: slots [first, first + k) of the
-        step's `slots`, dealt round-robin over ranks (or that share of the token budget)."""
+        """This rank's examples of one task for one step: the task fills slots
+        [first, first + k) of the step's `slots` (or that share of the token budget); its
+        global examples are dealt round-robin over ranks by their running index."""
         _, n_tokens = self.batching.rank_share(self.world)
         stream = self.streams[name]
         out: list[Example] = []
@@ -152,9 +158,11 @@ class StageFeeder:
                 used += len(ex.input_ids)
         else:
             size = self.batching.batch_size
-            lo, hi = first * size // self.slots, (first + k) * size // self.slots
-            for _ in range(count_mine(lo, hi, self.rank, self.world)):
+            n = (first + k) * size // self.slots - first * size // self.slots
+            done = self.consumed.get(name, 0)
+            for _ in range(count_mine(done, done + n, self.rank, self.world)):
                 out.append(next(stream))
+            self.consumed[name] = done + n
         return out
 
     def __next__(self) -> list[dict[str, dict[str, torch.Tensor]]]:
@@ -181,17 +189,19 @@ class StageFeeder:
         return micro
 
     def state_dict(self) -> dict:
-        return {"position": self.position,
+        return {"position": self.position, "consumed": dict(self.consumed),
                 "streams": {n: s.state_dict() for n, s in self.streams.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         self.position = int(state["position"])
+        self.consumed.clear()
+        self.consumed.update({k: int(v) for k, v in state.get("consumed", {}).items()})
         for n, s in state["streams"].items():
             if n in self.streams:
                 self.streams[n].load_state_dict(s)
 
 
 def count_mine(lo: int, hi: int, rank: int, world: int) -> int:
-    """How many of the global example slots lo..hi-1 fall to `rank` (slot j goes to j % world),
+    """How many of the global examples lo..hi-1 fall to `rank` (example j goes to j % world),
     so ranks together draw exactly the global count and stay within one example of each other."""
     return len(range(lo + (rank - lo) % world, hi, world))

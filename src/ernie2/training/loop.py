@@ -105,7 +105,7 @@ class Trainer:
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
             model_for_step = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                 find_unused_parameters=True, broadcast_buffers=False)
+                                 find_unused_parameters=True)
         if compile:
             model_for_step = torch.compile(model_for_step, dynamic=True)
         self.model = model_for_step

@@ -127,7 +127,7 @@ class PretrainRun:
         self.sections = _task_sections(cfg)
         self.ckpt = CheckpointManager(self.out / "checkpoints", cfg.checkpoint.keep)
         self.history: list[dict] = []
-        self.evals: list[dict] = []
+        self.consumed: dict[str, int] = {}  # examples drawn per task, over all ranks
 
     # ------------------------------------------------------------------ building
     def _tokenizer(self) -> ErnieTokenizer:
@@ -230,12 +230,13 @@ class PretrainRun:
         resumed run builds the same values."""
         encoder = self.model.encoder
         init = self.cfg.model.new_task_rows
-        gen = torch.Generator().manual_seed(_seed_of(self.cfg.seed, 0x7A, s))
-        if grow_task_embedding(encoder, self.plan.table_size(s), init, gen):
-            encoder.embeddings.task_type_embeddings.to(self.device)
-        for name in self.plan.stages[s].known:
-            if name not in self.model.heads:
-                with torch.random.fork_rng(devices=[]):
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # module constructors draw too
+            gen = torch.Generator().manual_seed(_seed_of(self.cfg.seed, 0x7A, s))
+            if grow_task_embedding(encoder, self.plan.table_size(s), init, gen):
+                encoder.embeddings.task_type_embeddings.to(self.device)
+            for name in self.plan.stages[s].known:
+                if name not in self.model.heads:
                     torch.manual_seed(_seed_of(self.cfg.seed, 0x4E, self.task_ids[name]))
                     self.model.add_task(name, self.tasks[name])
 
@@ -271,6 +272,7 @@ class PretrainRun:
                 "trainer": {k: v for k, v in trainer.state_dict().items() if k != "optimizer"},
                 "history": self.history, "config": self.cfg.to_dict()}
         rank_state = {"rng": rng_state(), "feeder_position": feeder.position,
+                      "consumed": dict(self.consumed),
                       "streams": {n: st.state_dict() for n, st in self.streams.items()}}
         self.ckpt.save(step, self.model.state_dict(), trainer.optimizer.state_dict(), meta,
                        rank_state)
@@ -315,6 +317,7 @@ class PretrainRun:
                 loop_state = LoopState(**{k: int(v) for k, v in loop.items()})
                 for n, st in loaded.rank["streams"].items():
                     self.streams[n].load_state_dict(st)
+                self.consumed.update({k: int(v) for k, v in loaded.rank["consumed"].items()})
                 done_in_stage = loop_state.step - plan.stage_start(s)
                 first_stage = s + 1 if done_in_stage >= plan.stages[s].steps else s
                 logger.info("resuming from %s (step %d, stage %d)", path, loop_state.step, s + 1)
@@ -338,7 +341,7 @@ class PretrainRun:
                                      Batching(cfg.train.batch_size, cfg.train.micro_batch_size,
                                               cfg.train.batch_tokens, cfg.train.micro_batch_tokens),
                                      cfg.train.mix, self.rank, self.world, self.tokenizer.pad_id,
-                                     task_ids=self.task_ids)
+                                     task_ids=self.task_ids, consumed=self.consumed)
                 same_stage = loaded is not None and int(loaded.meta["stage"]) == s
                 if same_stage:
                     sched.load_state_dict(loaded.meta["trainer"]["scheduler"])
@@ -432,5 +435,10 @@ def pretrain(config: str | Path | dict | PretrainConfig, *, resume: bool = False
     steps (or when stop returns True) without saving, as if the process were killed there:
     a test hook for resume. SIGINT/SIGTERM stop after the current step and save."""
     cfg = load_config(config, overrides)
-    return PretrainRun(cfg, resume=resume, max_steps=max_steps, stop=stop,
-                       progress=progress).run()
+    joined = not dist_util.is_distributed()
+    try:
+        return PretrainRun(cfg, resume=resume, max_steps=max_steps, stop=stop,
+                           progress=progress).run()
+    finally:
+        if joined and dist_util.is_distributed():  # we joined the group, so we leave it
+            torch.distributed.destroy_process_group()

@@ -54,15 +54,18 @@ def allocate(steps: int, weights: dict[str, float]) -> dict[str, int]:
     bad = [n for n in names if not weights[n] > 0]
     if bad:
         raise ValueError(f"task weights must be positive: {', '.join(bad)}")
-    floor = 1 if steps >= len(names) else 0
-    rest = steps - floor * len(names)
     total = sum(weights.values())
-    exact = {n: rest * weights[n] / total for n in names}
-    counts = {n: floor + int(exact[n]) for n in names}
+    exact = {n: steps * weights[n] / total for n in names}
+    counts = {n: int(exact[n]) for n in names}
     left = steps - sum(counts.values())
     order = sorted(names, key=lambda n: (-(exact[n] - int(exact[n])), names.index(n)))
     for n in order[:left]:
         counts[n] += 1
+    if steps >= len(names):
+        for n in names:
+            if counts[n] == 0:
+                counts[max(names, key=lambda m: (counts[m], -names.index(m)))] -= 1
+                counts[n] = 1
     return counts
 
 

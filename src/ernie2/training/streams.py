@@ -1,9 +1,11 @@
 """Example streams over a corpus: one task's examples, seeded, sharded by rank, resumable.
 
-Document k of the corpus goes to rank k mod world; held-out documents (a deterministic hash of
-k) are never trained on. Each document's draws come from its own generator seeded by (seed,
-task id, epoch, k), so the examples do not depend on how many ranks share the work, and a
-stream's whole state is a corpus position, an epoch and the task's own state (if any).
+Held-out documents (a deterministic hash of their index k in the corpus) are never trained on;
+the j-th training document of an epoch goes to rank j mod world. Each document's draws come from
+its own generator seeded by (seed, task id, epoch, k), so the examples do not depend on how many
+ranks share the work: when every document yields an example, rank r's stream holds exactly the
+examples j = r, r + world, ... of the single-process stream. A stream's whole state is a corpus
+position, an epoch, the training-document count and the task's own state (if any).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class DocumentStream:
         self.epoch = 0
         self.position: dict | None = None
         self.built_this_epoch = 0
+        self.ordinal = 0  # training documents seen this epoch (all ranks' shares)
         self.stats: Counter = Counter()
         self._it: Iterator[Example] | None = None
 
@@ -39,7 +42,11 @@ class DocumentStream:
         held = is_heldout(k, self.heldout, self.seed)
         if self.split == "eval":
             return held  # evaluation sets are read whole by every rank, then sharded
-        return not held and k % self.world == self.rank
+        if held:
+            return False
+        j = self.ordinal
+        self.ordinal += 1
+        return j % self.world == self.rank
 
     def _generate(self) -> Iterator[Example]:
         from ernie2.corpus.spec import iter_positioned, mix_seed
@@ -64,6 +71,7 @@ class DocumentStream:
             self.epoch += 1
             self.position = None
             self.built_this_epoch = 0
+            self.ordinal = 0
 
     def __iter__(self):
         return self
@@ -75,7 +83,7 @@ class DocumentStream:
 
     def state_dict(self) -> dict:
         state = {"epoch": self.epoch, "position": self.position,
-                 "built_this_epoch": self.built_this_epoch}
+                 "built_this_epoch": self.built_this_epoch, "ordinal": self.ordinal}
         if hasattr(self.task, "state_dict"):
             state["task"] = self.task.state_dict()
         return state
@@ -84,6 +92,7 @@ class DocumentStream:
         self.epoch = int(state["epoch"])
         self.position = state["position"]
         self.built_this_epoch = int(state.get("built_this_epoch", 0))
+        self.ordinal = int(state.get("ordinal", 0))
         if "task" in state and hasattr(self.task, "load_state_dict"):
             self.task.load_state_dict(state["task"])
         self._it = None
