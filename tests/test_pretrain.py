@@ -246,6 +246,7 @@ def test_ddp_two_processes_equal_one_process(tmp_path):
     cfg = base_config(tmp_path)
     cfg["stages"] = cfg["stages"][:2]
     cfg["train"]["mix"] = "batch"
+    cfg["train"]["sharding"] = "examples"
     cfg_file = tmp_path / "run.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}

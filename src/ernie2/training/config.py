@@ -95,6 +95,10 @@ class TrainSection:
     mix: Literal["step", "batch"] = doc(
         "step: each optimizer step trains one task; batch: each batch mixes all tasks in play",
         "step")
+    sharding: Literal["documents", "examples"] = doc(
+        "how processes share the data: documents (each reads its own documents; cheap) or "
+        "examples (each builds every example and keeps its share: N processes train on exactly "
+        "the batches of 1)", "documents")
     batch_size: int = doc("examples per optimizer step, over all processes", 32)
     micro_batch_size: int | None = doc("examples per forward pass (gradient accumulation when "
                                        "smaller than the per-process share)", None)

@@ -13,7 +13,7 @@ import logging
 import math
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import torch
 
@@ -23,18 +23,6 @@ from ernie2.training.precision import autocast
 from ernie2.utils import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
-
-
-def take_examples(stream: Iterator[Example], n: int, name: str) -> list[Example]:
-    out = []
-    for ex in stream:
-        out.append(ex)
-        if len(out) >= n:
-            break
-    if not out:
-        raise ValueError(f"task {name}: no held-out example could be built; raise eval.heldout "
-                         "or give the corpus more documents")
-    return out
 
 
 def chance_level(examples: Iterable[Example]) -> float:
@@ -57,14 +45,13 @@ def summarize(loss_sum: float, units: float, sums: dict[str, float], lm_like: bo
         out["accuracy"] = sums["correct"] / sums["count"]
     if lm_like and units:
         out["perplexity"] = math.exp(min(out["loss"], 50.0))
-    for k, v in sums.items():
-        if k not in ("correct", "count"):
-            out[k] = v
     return out
 
 
 def is_lm_like(task, vocab_size: int) -> bool:
     """A per-token task predicting vocabulary ids (masked LM and kin): perplexity applies."""
+    if getattr(task, "vocab_sized", False):
+        return True
     return getattr(task, "kind", None) == "token" and getattr(task, "num_classes", 0) == vocab_size
 
 

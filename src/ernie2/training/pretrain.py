@@ -31,7 +31,7 @@ from ernie2.training.checkpoints import CheckpointManager, rng_state, set_rng_st
 from ernie2.training.config import PretrainConfig, load_config, task_run_name
 from ernie2.training.data import Batching, StageFeeder, units_of
 from ernie2.training.evaluation import (chance_level, evaluate, is_lm_like, main_metric,
-                                        take_examples, write_forgetting_report)
+                                        write_forgetting_report)
 from ernie2.training.loop import LoopState, Trainer
 from ernie2.training.multitask import (MultiTaskModel, grow_task_embedding,
                                        remap_optimizer_state, step_fn)
@@ -40,7 +40,7 @@ from ernie2.training.precision import (measure_peak_flops, resolve_device,
                                        resolve_precision)
 from ernie2.training.reporting import MetricLogger, format_record
 from ernie2.training.schedule import Plan, StageSpec, build_plan
-from ernie2.training.streams import DocumentStream
+from ernie2.training.streams import heldout_examples, train_stream
 from ernie2.utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -204,13 +204,16 @@ class PretrainRun:
         self.heldout: dict[str, list] = {}
         for t in self.plan.tasks:
             spec, frac = self._corpus(t.name)
-            self.streams[t.name] = DocumentStream(
-                self.tasks[t.name], spec, seed=cfg.seed, task_id=t.task_id, rank=self.rank,
-                world=self.world, heldout=frac, split="train", name=t.name)
+            self.streams[t.name] = train_stream(
+                self.tasks[t.name], spec, seed=cfg.seed, heldout=frac, rank=self.rank,
+                world=self.world, sharding=cfg.train.sharding)
             if frac > 0:
-                ev = DocumentStream(self._make_task(t.name), spec, seed=cfg.seed,
-                                    task_id=t.task_id, heldout=frac, split="eval", name=t.name)
-                self.heldout[t.name] = take_examples(ev, cfg.eval.examples, t.name)
+                self.heldout[t.name] = heldout_examples(
+                    self._make_task(t.name), spec, seed=cfg.seed, heldout=frac,
+                    n=cfg.eval.examples, name=t.name)
+            else:
+                logger.warning("task %s: its corpus holds nothing out (heldout = 0): it is not "
+                               "evaluated", t.name)
         self.chance = {n: chance_level(exs) for n, exs in self.heldout.items()}
         vocab = encoder.config.vocab_size
         self.lm_like = {n: is_lm_like(t, vocab) for n, t in self.tasks.items()}

@@ -1,98 +1,77 @@
-"""Example streams over a corpus: one task's examples, seeded, sharded by rank, resumable.
+"""The tasks' example streams as the trainer reads them: a persistent iterator with a state, and
+the two ways of sharding them over ranks.
 
-Held-out documents (a deterministic hash of their index k in the corpus) are never trained on;
-the j-th training document of an epoch goes to rank j mod world. Each document's draws come from
-its own generator seeded by (seed, task id, epoch, k), so the examples do not depend on how many
-ranks share the work: when every document yields an example, rank r's stream holds exactly the
-examples j = r, r + world, ... of the single-process stream. A stream's whole state is a corpus
-position, an epoch, the training-document count and the task's own state (if any).
+- "documents": each rank streams its own documents (tasks.stream shards by document index);
+  cheap, and a W-process run trains on different (equally distributed) examples than a
+  1-process run.
+- "examples": every rank streams the whole corpus and keeps the global examples n with
+  n % world == rank; each rank builds every example, and a W-process run trains on exactly the
+  global batches of a 1-process run with the same seed.
 """
 
 from __future__ import annotations
 
-import random
-from collections import Counter
-from typing import Any, Iterator
+from typing import Any
 
 from ernie2.tasks.base import Example
+from ernie2.tasks.stream import ExampleStream, stream_examples
+
+SHARDING = ("documents", "examples")
 
 
-class DocumentStream:
-    def __init__(self, task, corpus: Any, *, seed: int, task_id: int, rank: int = 0,
-                 world: int = 1, heldout: float = 0.0, split: str = "train",
-                 name: str | None = None):
-        from ernie2.corpus.spec import CorpusSpec
-        if split not in ("train", "eval"):
-            raise ValueError(f"split must be train or eval, got {split!r}")
-        self.task = task
-        self.spec = CorpusSpec.from_dict(corpus)
-        self.seed, self.task_id = seed, task_id
-        self.rank, self.world = rank, world
-        self.heldout, self.split = heldout, split
-        self.name = name or getattr(task, "name", "task")
-        self.epoch = 0
-        self.position: dict | None = None
-        self.built_this_epoch = 0
-        self.ordinal = 0  # training documents seen this epoch (all ranks' shares)
-        self.stats: Counter = Counter()
-        self._it: Iterator[Example] | None = None
+class TaskStream:
+    """`next(stream)` -> Example; `state_dict()` / `load_state_dict()` resume exactly."""
 
-    def _mine(self, k: int) -> bool:
-        from ernie2.corpus.spec import is_heldout
-        held = is_heldout(k, self.heldout, self.seed)
-        if self.split == "eval":
-            return held  # evaluation sets are read whole by every rank, then sharded
-        if held:
-            return False
-        j = self.ordinal
-        self.ordinal += 1
-        return j % self.world == self.rank
-
-    def _generate(self) -> Iterator[Example]:
-        from ernie2.corpus.spec import iter_positioned, mix_seed
-        while True:
-            for doc, pos in iter_positioned(self.spec, start=self.position, stats=self.stats):
-                k = pos["doc"] - 1
-                self.position = pos
-                if not self._mine(k):
-                    continue
-                rng = random.Random(mix_seed(self.seed, self.task_id, self.epoch, k))
-                ex = self.task.build(doc, rng)
-                if ex is None:
-                    self.stats["no_example"] += 1
-                    continue
-                self.built_this_epoch += 1
-                yield ex
-            if self.built_this_epoch == 0:
-                raise ValueError(
-                    f"task {self.name}: not one {self.split} example could be built from "
-                    f"{self.spec.path} (rank {self.rank} of {self.world}); the corpus may be "
-                    f"too small or not suit this task ({dict(self.stats)})")
-            self.epoch += 1
-            self.position = None
-            self.built_this_epoch = 0
-            self.ordinal = 0
+    def __init__(self, stream: ExampleStream, rank: int = 0, world: int = 1):
+        self.stream = stream
+        self.rank, self.world = rank, world  # example-level sharding (stream sees every doc)
+        self.started = False
+        self._it = None
 
     def __iter__(self):
         return self
 
     def __next__(self) -> Example:
         if self._it is None:
-            self._it = self._generate()
+            self._it = iter(self.stream)
+        skip = self.world - 1 if self.started else self.rank
+        for _ in range(skip):
+            next(self._it)
+        self.started = True
         return next(self._it)
 
-    def state_dict(self) -> dict:
-        state = {"epoch": self.epoch, "position": self.position,
-                 "built_this_epoch": self.built_this_epoch, "ordinal": self.ordinal}
-        if hasattr(self.task, "state_dict"):
-            state["task"] = self.task.state_dict()
-        return state
+    def state_dict(self) -> dict[str, Any]:
+        return {"stream": self.stream.state_dict(), "started": self.started}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch = int(state["epoch"])
-        self.position = state["position"]
-        self.built_this_epoch = int(state.get("built_this_epoch", 0))
-        self.ordinal = int(state.get("ordinal", 0))
-        if "task" in state and hasattr(self.task, "load_state_dict"):
-            self.task.load_state_dict(state["task"])
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stream.load_state_dict(state["stream"])
+        self.started = bool(state["started"])
         self._it = None
+
+
+def train_stream(task, corpus: dict, *, seed: int, heldout: float, rank: int, world: int,
+                 sharding: str = "documents") -> TaskStream:
+    if sharding not in SHARDING:
+        raise ValueError(f"sharding must be one of {', '.join(SHARDING)}, got {sharding!r}")
+    by_doc = sharding == "documents"
+    stream = stream_examples(task, corpus, seed=seed, rank=rank if by_doc else 0,
+                             world_size=world if by_doc else 1, split="train", heldout=heldout,
+                             heldout_seed=seed)
+    return TaskStream(stream, 0 if by_doc else rank, 1 if by_doc else world)
+
+
+def heldout_examples(task, corpus: dict, *, seed: int, heldout: float, n: int,
+                     name: str) -> list[Example]:
+    """The first `n` examples of the documents set aside for evaluation (same on every rank)."""
+    stream = iter(stream_examples(task, corpus, seed=seed, split="eval", heldout=heldout,
+                                  heldout_seed=seed))
+    out = []
+    try:
+        for ex in stream:
+            out.append(ex)
+            if len(out) >= n:
+                break
+    except ValueError as exc:
+        raise ValueError(f"task {name}: no held-out example ({exc}); raise eval.heldout or "
+                         "give the corpus more documents") from None
+    return out
