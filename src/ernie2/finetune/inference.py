@@ -42,22 +42,28 @@ def _sorted_batches(features: Sequence[dict], batch_size: int):
 
 
 # ---------------------------------------------------------------------- running a model
-def run_model(model: FinetuneModel, features: Sequence[dict], batch_size: int = 32,
-              pad_id: int = 0) -> list:
-    """The task type's per-feature results, in feature order, from length-sorted batches."""
+def _outputs(model: FinetuneModel, features: Sequence[dict], batch_size: int, pad_id: int):
+    """(feature indices, model outputs, batch) of length-sorted batches, in eval mode and
+    without autograd; the model's mode is restored afterwards."""
     device = module_device(model)
-    results: list = [None] * len(features)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
             for idx in _sorted_batches(features, batch_size):
                 batch = to_device(collate([features[i] for i in idx], pad_id), device)
-                out = model(batch)
-                for i, r in zip(idx, model.task.infer(model.head, out, batch)):
-                    results[i] = r
+                yield idx, model(batch), batch
     finally:
         model.train(was_training)
+
+
+def run_model(model: FinetuneModel, features: Sequence[dict], batch_size: int = 32,
+              pad_id: int = 0) -> list:
+    """The task type's per-feature results, in feature order, from length-sorted batches."""
+    results: list = [None] * len(features)
+    for idx, out, batch in _outputs(model, features, batch_size, pad_id):
+        for i, r in zip(idx, model.task.infer(model.head, out, batch)):
+            results[i] = r
     return results
 
 
@@ -72,9 +78,23 @@ def predict_examples(model: FinetuneModel, tokenizer: ErnieTokenizer, examples: 
 
 def evaluate(model: FinetuneModel, tokenizer: ErnieTokenizer, examples: Sequence,
              batch_size: int = 32) -> tuple[dict[str, float], list[dict]]:
-    """(scores, predictions) of labeled examples."""
-    preds, _ = predict_examples(model, tokenizer, examples, batch_size)
-    return model.task.score(examples, preds, model.labels, model.options), preds
+    """(scores, predictions) of labeled examples. The scores are the task type's metrics plus
+    `loss`, the training loss over the examples (averaged over the same units), computed in
+    the same pass."""
+    task = model.task
+    features = task.encode(examples, tokenizer, model.labels, model.options)
+    results: list = [None] * len(features)
+    loss_sum = units = 0.0
+    for idx, out, batch in _outputs(model, features, batch_size, tokenizer.pad_id):
+        for i, r in zip(idx, task.infer(model.head, out, batch)):
+            results[i] = r
+        n = float(task.units(batch, model.options))
+        if n:
+            loss_sum += float(task.loss(model.head, out, batch)) * n
+            units += n
+    preds = task.decode(examples, features, results, model.labels, model.options)
+    scores = task.score(examples, preds, model.labels, model.options)
+    return {**scores, "loss": loss_sum / units if units else float("nan")}, preds
 
 
 def predict(model_dir: str | os.PathLike, data: str | os.PathLike | Sequence[Any],

@@ -59,13 +59,20 @@ class FinetuneModel(nn.Module):
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
         return self.task.loss(self.head, self(batch), batch)
 
-    # The shared training loop's interface: a step function and the units each loss averages.
+    # The shared training loop's interface (ernie2.training.Trainer): one loss key, the task
+    # type's name, and the units that loss averages over, so accumulated micro-batches and DDP
+    # ranks combine into exactly the gradient of one big batch.
     @staticmethod
-    def step_fn(model: "FinetuneModel", batch: dict[str, Any]):
-        return {"loss": model.loss(batch)}, {}
+    def step_fn(model: nn.Module, batch: dict[str, Any]):
+        """`model` may be wrapped in DDP: the forward goes through the wrapper (that is what
+        synchronizes gradients), the loss through the task type of the module inside."""
+        core = getattr(model, "module", model)
+        out = model(batch)
+        return {core.task.name: core.task.loss(core.head, out, batch)}, {}
 
     def units_fn(self, batch: dict[str, Any]) -> dict[str, tuple[float, float]]:
-        return {"loss": (self.task.units(batch, self.options), float(len(batch["input_ids"])))}
+        return {self.task.name: (float(self.task.units(batch, self.options)),
+                                 float(len(batch["input_ids"])))}
 
     # ------------------------------------------------------------------ saving
     def meta(self) -> dict[str, Any]:

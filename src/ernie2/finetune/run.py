@@ -4,7 +4,8 @@ predictions out. `ernie2 finetune` calls `finetune(FinetuneSettings(...))`.
 Output directory: `best/` (the fine-tuned model with the best dev score, loadable by
 `FinetuneModel.load` and `inference.predict`), `label_map.json` (label sets), `test_out.tsv`
 (and `predictions.json` for reading comprehension), `metrics.json` (dev scores per evaluation,
-test scores when the test set has labels).
+test scores when the test set has labels), the shared loop's logs (`metrics.jsonl`,
+`metrics.csv`, `tensorboard/`) and `checkpoints/` when asked for.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import random
 from dataclasses import dataclass, field
@@ -27,12 +29,17 @@ from ernie2.finetune.inference import predict_examples
 from ernie2.finetune.model import FinetuneModel
 from ernie2.finetune.readers import Labels, read_label_map, write_label_map
 from ernie2.finetune.task_types import TaskOptions, TaskType, get_task_type
+from ernie2.finetune.train import train
 from ernie2.model.modeling import ErnieModel
 from ernie2.tokenizer import ErnieTokenizer
+from ernie2.training import distributed as dist_util
+from ernie2.training.precision import resolve_device, resolve_precision
 from ernie2.utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
+# Dev scores where smaller is better; every other metric is maximized.
+LOWER_IS_BETTER = frozenset({"loss", "mse"})
 
 @dataclass
 class FinetuneSettings:
@@ -40,22 +47,29 @@ class FinetuneSettings:
     data_dir: str
     from_pretrained: str
     output_dir: str = "finetune_output"
-    batch_size: int = 32
+    batch_size: int = 32  # examples per optimizer step, over all processes
+    micro_batch_size: int | None = None  # examples per forward pass (None: a process's share)
     learning_rate: float = 5e-5
     epochs: int = 3
     max_steps: int | None = None  # stop early (overrides epochs when set)
     warmup_proportion: float = 0.1
     weight_decay: float = 0.01
-    grad_accum: int = 1
+    grad_clip: float | None = 1.0  # max gradient norm (None: no clipping)
     eval_every: int = 0  # steps between dev evaluations; 0: after each epoch only
     main_metric: str | None = None  # dev score that picks the best model; task default if None
     label_map: str | None = None  # label_map.json; default data_dir/label_map.json if present
     num_layers: int | None = None  # keep only the first N encoder layers of the checkpoint
     task_id: int = 0  # row of the task embedding, when the encoder has one
     seed: int = 1
-    device: str = "cpu"
+    device: str = "auto"  # auto, cpu, cuda, cuda:1
+    precision: str = "auto"  # auto, fp32, bf16, fp16 (GPU only)
     eval_batch_size: int = 64
-    log_every: int = 10
+    log_every: int = 10  # steps between training log records
+    tensorboard: str = "auto"  # auto (when installed), on, off
+    peak_tflops: float | None = None  # for MFU in the logs; None: measured once per process
+    checkpoint_every: int = 0  # steps between resumable checkpoints; 0: none
+    keep_checkpoints: int = 2
+    resume: bool = False  # continue from the newest checkpoint in output_dir/checkpoints
     progress: bool = True
     options: TaskOptions = field(default_factory=TaskOptions)
 
@@ -72,14 +86,13 @@ class FinetuneSettings:
 class FinetuneResult:
     output_dir: Path
     best_dir: Path
-    best_score: float
+    best_score: float  # the main metric's best dev value (NaN without a dev set)
     main_metric: str
-    history: list[dict]
+    history: list[dict]  # one record per dev evaluation
     test_scores: dict[str, float] | None
     test_predictions: list[dict] | None
-
-
-Trainer = Callable[..., list[dict]]  # (model, features, settings, evaluate, pad_id) -> log
+    steps: int = 0  # optimizer steps done
+    completed: bool = True  # False when the run was stopped early (no test predictions then)
 
 
 def find_split(data_dir: Path, split: str, task: TaskType) -> Path | None:
@@ -108,14 +121,67 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def finetune(settings: FinetuneSettings, trainer: Trainer | None = None) -> FinetuneResult:
-    """Read train/dev/test from `data_dir`, fine-tune, keep the best dev model, predict test.
+class BestModel:
+    """The evaluator the loop calls: scores dev, keeps the model with the best main metric in
+    `best_dir` (the latest model when there is no dev set)."""
 
-    `trainer` defaults to the internal plain loop (`_simple_loop.train_simple`); the shared
-    training loop plugs in here with the same signature.
-    """
-    if trainer is None:
-        from ernie2.finetune._simple_loop import train_simple as trainer
+    def __init__(self, model: FinetuneModel, tokenizer: ErnieTokenizer, dev, metric: str,
+                 best_dir: Path, vocab_file, batch_size: int):
+        self.model, self.tokenizer, self.dev = model, tokenizer, dev
+        self.metric, self.best_dir, self.vocab_file = metric, best_dir, vocab_file
+        self.batch_size = batch_size
+        self.history: list[dict] = []
+        self.best_score = math.nan
+        self.best_step: int | None = None
+
+    def better(self, score: float) -> bool:
+        if math.isnan(score):
+            return False
+        if self.best_step is None or math.isnan(self.best_score):
+            return True
+        return score < self.best_score if self.metric in LOWER_IS_BETTER \
+            else score > self.best_score
+
+    def __call__(self, step: int, epoch: int) -> dict[str, float]:
+        if self.dev is None:  # nothing to choose by: keep the latest model
+            self.model.save(self.best_dir, self.vocab_file)
+            self.best_step = step
+            return {}
+        scores, _ = evaluate_examples(self.model, self.tokenizer, self.dev, self.batch_size)
+        if self.metric not in scores:
+            raise KeyError(f"main metric {self.metric!r} is not among the dev scores "
+                           f"({', '.join(scores)})")
+        self.history.append({"step": step, "epoch": epoch + 1,
+                             **{f"dev_{k}": v for k, v in scores.items()}})
+        if self.better(scores[self.metric]):
+            self.best_score, self.best_step = scores[self.metric], step
+            self.model.save(self.best_dir, self.vocab_file)
+        return scores
+
+    def state_dict(self) -> dict:
+        return {"history": self.history, "best_score": self.best_score,
+                "best_step": self.best_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = list(state["history"])
+        self.best_score = float(state["best_score"])
+        self.best_step = state["best_step"]
+
+
+def finetune(settings: FinetuneSettings, *, stop: Callable[[int], bool] | None = None
+             ) -> FinetuneResult:
+    """Read train/dev/test from `data_dir`, fine-tune on the shared training loop
+    (accumulation, AMP, DDP under torchrun, checkpoints), keep the best dev model, predict
+    test. `stop(step)` ends training after that step without saving (a test hook)."""
+    joined = not dist_util.is_distributed()
+    try:
+        return _finetune(settings, stop)
+    finally:
+        if joined and dist_util.is_distributed():  # we joined the process group: leave it
+            torch.distributed.destroy_process_group()
+
+
+def _finetune(settings: FinetuneSettings, stop) -> FinetuneResult:
     task = get_task_type(settings.task)
     data_dir, out_dir = Path(settings.data_dir), Path(settings.output_dir)
     if not data_dir.is_dir():
@@ -126,14 +192,22 @@ def finetune(settings: FinetuneSettings, trainer: Trainer | None = None) -> Fine
         raise FileNotFoundError(f"{data_dir}: no train{' or train'.join(task.data_suffixes)} "
                                 f"for task type {task.name}")
     dev_file, test_file = find_split(data_dir, "dev", task), find_split(data_dir, "test", task)
-    train = task.read(train_file, opts, True)
+    train_examples = task.read(train_file, opts, True)
     dev = task.read(dev_file, opts, True) if dev_file else None
     test = task.read(test_file, opts, False) if test_file else None
-    labels = _labels(task, settings, train, data_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if labels is not None:
-        write_label_map(labels.names, out_dir / "label_map.json")
+    labels = _labels(task, settings, train_examples, data_dir)
     metric = settings.main_metric or task.main_metric
+
+    device = resolve_device(settings.device)
+    dist_util.init_from_env(device)
+    device = dist_util.local_device(device)
+    precision = resolve_precision(settings.precision, device)
+    main = dist_util.rank() == 0
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if labels is not None:
+            write_label_map(labels.names, out_dir / "label_map.json")
+    dist_util.barrier()
 
     _seed(settings.seed)
     overrides = {"num_hidden_layers": settings.num_layers} if settings.num_layers else {}
@@ -143,50 +217,42 @@ def finetune(settings: FinetuneSettings, trainer: Trainer | None = None) -> Fine
                          f"{encoder.config.max_position_embeddings} positions "
                          f"({settings.from_pretrained})")
     tokenizer = ErnieTokenizer.from_pretrained(settings.from_pretrained)
-    vocab_file = tokenizer.vocab_file
-    model = FinetuneModel(encoder, task, labels, opts, settings.task_id).to(settings.device)
-    features = task.encode(train, tokenizer, labels, opts)
+    model = FinetuneModel(encoder, task, labels, opts, settings.task_id).to(device)
+    features = task.encode(train_examples, tokenizer, labels, opts)
     logger.info("%s: %d training examples, %d features; dev %s; test %s", task.name,
-                len(train), len(features), len(dev) if dev else "none",
+                len(train_examples), len(features), len(dev) if dev else "none",
                 len(test) if test else "none")
 
     best_dir = out_dir / "best"
-    best = {"score": -float("inf")}
-    history: list[dict] = []
+    keeper = BestModel(model, tokenizer, dev, metric, best_dir, tokenizer.vocab_file,
+                       settings.eval_batch_size)
+    outcome = train(model, features, settings, keeper, out_dir=out_dir, device=device,
+                    precision=precision, pad_id=tokenizer.pad_id, stop=stop,
+                    fingerprint={"task": task.name, "labels": labels.names if labels else None,
+                                 "from_pretrained": str(settings.from_pretrained),
+                                 "num_layers": settings.num_layers})
+    result = FinetuneResult(out_dir, best_dir, keeper.best_score, metric, keeper.history, None,
+                            None, outcome.steps, outcome.completed)
+    if not outcome.completed or not main:
+        return result
 
-    def evaluate(step: int, epoch: int) -> dict:
-        if dev is None:  # nothing to choose by: keep the latest model
-            model.save(best_dir, vocab_file)
-            return {}
-        scores, _ = evaluate_examples(model, tokenizer, dev, settings.eval_batch_size)
-        if metric not in scores:
-            raise KeyError(f"main metric {metric!r} is not among the dev scores "
-                           f"({', '.join(scores)})")
-        rec = {"step": step, "epoch": epoch, **{f"dev_{k}": v for k, v in scores.items()}}
-        history.append(rec)
-        logger.info("dev step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
-        if scores[metric] > best["score"]:
-            best.update(score=scores[metric], step=step)
-            model.save(best_dir, vocab_file)
-        return {f"dev_{k}": v for k, v in scores.items()}
-
-    log = trainer(model, features, settings, evaluate, tokenizer.pad_id)
-    if not best_dir.exists():  # a trainer that never evaluated
-        model.save(best_dir, vocab_file)
-
-    test_scores = test_preds = None
     if test is not None:
-        best_model = FinetuneModel.load(best_dir, settings.device)
-        test_preds, _ = predict_examples(best_model, tokenizer, test, settings.eval_batch_size)
-        task.write(test, test_preds, labels, out_dir / "test_out.tsv")
+        best_model = FinetuneModel.load(best_dir, device)
+        result.test_predictions, _ = predict_examples(best_model, tokenizer, test,
+                                                      settings.eval_batch_size)
+        task.write(test, result.test_predictions, labels, out_dir / "test_out.tsv")
         if _all_labeled(test):
-            test_scores = task.score(test, test_preds, labels, opts)
+            result.test_scores = task.score(test, result.test_predictions, labels, opts)
     atomic_write_text(out_dir / "metrics.json", json.dumps(
-        {"main_metric": metric, "best_dev": best.get("score"), "best_step": best.get("step"),
-         "dev": history, "test": test_scores, "train_log": log,
+        {"main_metric": metric, "best_dev": _finite(keeper.best_score),
+         "best_step": keeper.best_step, "steps": outcome.steps, "dev": keeper.history,
+         "test": result.test_scores, "train_log": outcome.records,
          "settings": _jsonable(settings)}, indent=1, ensure_ascii=False) + "\n")
-    return FinetuneResult(out_dir, best_dir, best["score"], metric, history, test_scores,
-                          test_preds)
+    return result
+
+
+def _finite(x: float) -> float | None:
+    return None if math.isnan(x) else x
 
 
 def _all_labeled(examples) -> bool:
