@@ -9,6 +9,7 @@ them (padding removed): `top_layer_emb.npy` is [total tokens, hidden], and
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 
 from ernie2.finetune.batching import collate, to_device
 from ernie2.finetune.model import FinetuneModel
-from ernie2.finetune.readers import read_text_tsv
+from ernie2.finetune.readers import DataError, read_text_tsv, strip_cjk_spaces
 from ernie2.model.checkpoint import assign, load_encoder, read_checkpoint
 from ernie2.model.heads import MaskedLMHead
 from ernie2.model.modeling import ErnieModel
@@ -188,16 +189,42 @@ def write_embeddings(emb: Embeddings, out_dir: str | os.PathLike) -> dict[str, P
     return paths
 
 
+def read_texts(path: str | os.PathLike, for_cn: bool = False
+               ) -> tuple[list[str], list[str] | None]:
+    """(texts_a, texts_b or None) of an input file: a `.tsv` with a header naming `text_a`
+    (and `text_b`), or any other text file with one text per line."""
+    path = Path(path)
+    if path.suffix == ".tsv":
+        examples = read_text_tsv(path, pair=None, need_label=False, for_cn=for_cn)
+        texts_b = [ex.text_b for ex in examples] if examples[0].text_b is not None else None
+        return [ex.text_a for ex in examples], texts_b
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise DataError(f"{path}: no texts")
+    texts = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            raise DataError(f"{path}:{n}: empty line; every line is one text")
+        texts.append(strip_cjk_spaces(line) if for_cn else line)
+    return texts, None
+
+
 def encode_file(model_path: str | os.PathLike, data_file: str | os.PathLike,
                 out_dir: str | os.PathLike, max_len: int = 128, batch_size: int = 32,
-                for_cn: bool = False, device: str = "cpu",
-                num_layers: int | None = None) -> Embeddings:
-    """The encoder tool: a TSV with text_a (and text_b if present) in, the .npy files out."""
+                for_cn: bool = False, device: str = "cpu", num_layers: int | None = None,
+                task_id: int = 0) -> Embeddings:
+    """The encoder tool: texts in (`read_texts`: a TSV with text_a and maybe text_b, or one
+    text a line), cls_emb.npy, top_layer_emb.npy and top_layer_offsets.npy out."""
     overrides = {"num_hidden_layers": num_layers} if num_layers else {}
     model, tokenizer = load_encoder_and_tokenizer(model_path, device, **overrides)
-    examples = read_text_tsv(data_file, pair=None, need_label=False, for_cn=for_cn)
-    texts_b = [ex.text_b for ex in examples] if examples[0].text_b is not None else None
-    emb = encode(model, tokenizer, [ex.text_a for ex in examples], texts_b, max_len, batch_size)
+    texts_a, texts_b = read_texts(data_file, for_cn)
+    emb = encode(model, tokenizer, texts_a, texts_b, max_len, batch_size, task_id)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     write_embeddings(emb, out_dir)
     return emb
 
@@ -212,25 +239,64 @@ class FillMask:
     candidates: list[list[tuple[str, float]]]  # per [MASK]: (token, probability), best first
 
 
-def load_mlm(path: str | os.PathLike, device: str = "cpu"):
-    """(encoder, masked-LM head, tokenizer) from a checkpoint that carries the MLM head."""
+MLM_TENSORS = frozenset({"dense.weight", "dense.bias", "layer_norm.weight", "layer_norm.bias",
+                         "bias"})
+
+
+def find_mlm_head(ckpt, name: str | None = None) -> str:
+    """The name of the checkpoint's masked-LM head: `name` if given, else `mlm`, else the one
+    head whose tensors are a masked-LM head's (pre-training saves it under its task's name,
+    such as `knowledge_masking`)."""
+    heads = sorted({k[len("heads."):].split(".")[0] for k in ckpt.tensors
+                    if k.startswith("heads.")})
+    if name is not None:
+        if name not in heads:
+            raise ValueError(f"{ckpt.source}: no head {name!r} (heads: {', '.join(heads) or 'none'})")
+        return name
+    vocab = ckpt.config.vocab_size
+    fits = [h for h in heads if set(ckpt.heads(h)) == MLM_TENSORS
+            and tuple(ckpt.heads(h)["bias"].shape) == (vocab,)]
+    if "mlm" in fits or len(fits) == 1:
+        return "mlm" if "mlm" in fits else fits[0]
+    if not fits:
+        raise ValueError(f"{ckpt.source}: the checkpoint has no masked-LM head to fill masks "
+                         f"with (heads: {', '.join(heads) or 'none'})")
+    raise ValueError(f"{ckpt.source}: several masked-LM heads ({', '.join(fits)}); choose one "
+                     "by name")
+
+
+def load_mlm(path: str | os.PathLike, device: str = "cpu", head: str | None = None):
+    """(encoder, masked-LM head, tokenizer) from a checkpoint that carries an MLM head (see
+    `find_mlm_head`; `head` names it)."""
     ckpt = read_checkpoint(path)
     encoder = ErnieModel(ckpt.config)
     load_encoder(encoder, ckpt)
-    head = MaskedLMHead(ckpt.config, encoder.embeddings.word_embeddings)
-    tensors = ckpt.heads("mlm")
-    if not tensors:
-        raise ValueError(f"{path}: the checkpoint has no masked-LM head (heads.mlm.*) to fill "
-                         "masks with")
-    assign(head, tensors, str(ckpt.source))
-    return encoder.to(device).eval(), head.to(device).eval(), ErnieTokenizer.from_pretrained(path)
+    mlm = MaskedLMHead(ckpt.config, encoder.embeddings.word_embeddings)
+    name = find_mlm_head(ckpt, head)
+    assign(mlm, ckpt.heads(name), str(ckpt.source))
+    # The task-embedding row the head was trained with (pre-training records it).
+    mlm.task_id = _pretraining_task_id(Path(path), name)
+    return encoder.to(device).eval(), mlm.to(device).eval(), ErnieTokenizer.from_pretrained(path)
+
+
+def _pretraining_task_id(path: Path, head: str) -> int:
+    info = (path if path.is_dir() else path.parent) / "pretraining.json"
+    if not info.is_file():
+        return 0
+    try:
+        tasks = json.loads(info.read_text(encoding="utf-8")).get("tasks", {})
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{info}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    return int(tasks.get(head, {}).get("task_id", 0))
 
 
 def fill_mask(model_path: str | os.PathLike, texts: Sequence[str], top_k: int = 5,
-              max_len: int = 512, device: str = "cpu", loaded=None) -> list[FillMask]:
+              max_len: int = 512, device: str = "cpu", loaded=None,
+              head: str | None = None) -> list[FillMask]:
     """ERNIE's cloze test: each `[MASK]` in a text is predicted by the masked-LM head; several
-    masks are predicted together in one pass. `loaded` reuses a `load_mlm(...)` result."""
-    encoder, head, tokenizer = loaded or load_mlm(model_path, device)
+    masks are predicted together in one pass. `loaded` reuses a `load_mlm(...)` result;
+    `head` names the masked-LM head when the checkpoint has several."""
+    encoder, head, tokenizer = loaded or load_mlm(model_path, device, head)
     out = []
     for n, text in enumerate(texts):
         parts = text.split(MASK)
@@ -245,8 +311,11 @@ def fill_mask(model_path: str | os.PathLike, texts: Sequence[str], top_k: int = 
         if len(ids) > max_len:
             raise ValueError(f"text {n} is {len(ids)} tokens long, more than max_len {max_len}")
         input_ids = torch.tensor([ids], device=module_device(encoder))
+        task_ids = None
+        if encoder.config.use_task_id:
+            task_ids = torch.tensor([getattr(head, "task_id", 0)], device=input_ids.device)
         with torch.inference_mode():
-            _, encoded = encoder(input_ids)
+            _, encoded = encoder(input_ids, task_ids=task_ids)
             logits = head(encoded, input_ids == tokenizer.mask_id).float()
             # A mask stands for a word piece, never for padding or a marker token.
             logits[:, [tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id,
@@ -263,5 +332,5 @@ def fill_mask(model_path: str | os.PathLike, texts: Sequence[str], top_k: int = 
 
 
 __all__ = ["Embeddings", "FillMask", "encode", "encode_file", "evaluate", "fill_mask",
-           "load_encoder_and_tokenizer", "load_mlm", "module_device", "predict",
-           "predict_examples", "run_model", "write_embeddings"]
+           "find_mlm_head", "load_encoder_and_tokenizer", "load_mlm", "module_device", "predict",
+           "predict_examples", "read_texts", "run_model", "write_embeddings"]

@@ -100,11 +100,10 @@ class FinetuneModel(nn.Module):
         os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
 
-    @classmethod
-    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "FinetuneModel":
-        """Rebuild a saved fine-tuned model from its directory alone."""
-        path = Path(path)
-        meta_file = path / FINETUNE_JSON
+    @staticmethod
+    def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+        """The finetune.json of a fine-tuned model directory, checked."""
+        meta_file = Path(path) / FINETUNE_JSON
         if not meta_file.is_file():
             raise FileNotFoundError(f"{path}: no {FINETUNE_JSON}; not a fine-tuned model "
                                     "directory")
@@ -114,6 +113,13 @@ class FinetuneModel(nn.Module):
             raise ValueError(f"{meta_file}:{exc.lineno}: not valid JSON ({exc.msg})") from None
         if meta.get("format") != FORMAT:
             raise ValueError(f"{meta_file}: format is {meta.get('format')!r}, expected {FORMAT!r}")
+        return meta
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "FinetuneModel":
+        """Rebuild a saved fine-tuned model from its directory alone."""
+        path = Path(path)
+        meta = cls.read_meta(path)
         task = get_task_type(meta["task"])
         labels = Labels(meta["labels"]) if meta.get("labels") else None
         ckpt = read_checkpoint(path)

@@ -376,8 +376,10 @@ def _write_spans(examples, preds, labels, path: Path) -> None:
     atomic_write_text(path, "id\tanswer\tstart\tend\tprobability\n" + "".join(
         f"{p['id']}\t{_one_cell(p['answer'])}\t{p['start']}\t{p['end']}\t"
         f"{p['probability']:.6f}\n" for p in preds))
-    name = "predictions.json" if path.name == "test_out.tsv" else \
-        path.name.replace("_out.tsv", "_predictions.json")
+    name = path.name
+    name = ("predictions.json" if name == "test_out.tsv" else
+            name[:-len("_out.tsv")] + "_predictions.json" if name.endswith("_out.tsv") else
+            f"{path.stem}_predictions.json")
     atomic_write_text(path.with_name(name), json.dumps(
         {p["id"]: p["answer"] for p in preds}, ensure_ascii=False, indent=1) + "\n")
 

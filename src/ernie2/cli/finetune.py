@@ -1,0 +1,146 @@
+"""Fine-tune a pre-trained ERNIE on labeled data: train/dev/test files in --data_dir, the best
+dev model in OUTPUT/best, test predictions in OUTPUT/test_out.tsv (and predictions.json for
+reading comprehension), logs as in pre-training (metrics.jsonl, metrics.csv, TensorBoard).
+
+--preset NAME takes a row of the presets table (batch size, learning rate, epochs, max_len,
+warm-up, weight decay, metric, task options); every flag given overrides it. --bsz is the
+global batch per optimizer step and --micro_bsz the examples per forward pass (accumulation).
+Several processes: `torchrun --nproc_per_node N -m ernie2 finetune ...` (DDP).
+See docs/finetuning.md.
+"""
+
+import argparse
+
+HELP = "fine-tune on classify, pair, regress, ner, mrc or rank data (presets for known sets)"
+
+# flag -> FinetuneSettings field; every flag defaults to None so a preset's value stays unless
+# the flag is given.
+_SETTINGS = ("output_dir", "batch_size", "micro_batch_size", "learning_rate", "epochs",
+             "max_steps", "warmup_proportion", "weight_decay", "grad_clip", "eval_every",
+             "main_metric", "label_map", "num_layers", "task_id", "seed", "device", "precision",
+             "eval_batch_size", "log_every", "tensorboard", "peak_tflops", "checkpoint_every",
+             "keep_checkpoints")
+_OPTIONS = ("max_len", "for_cn", "dropout", "crf", "scheme", "stride", "max_query_len",
+            "n_best", "max_answer_len", "positive_label")
+
+
+def add_arguments(p):
+    from ernie2.finetune.task_types import TASK_TYPES
+
+    p.add_argument("--task", choices=list(TASK_TYPES), help="task type (a preset implies one)")
+    p.add_argument("--data_dir", help="directory with train, dev and test files")
+    p.add_argument("--from_pretrained", "--init_checkpoint", dest="from_pretrained",
+                   help="pre-trained model directory or checkpoint")
+    p.add_argument("--preset", help="a row of the presets table, e.g. XNLI, MSRA-NER, CMRC2018")
+    p.add_argument("--size", choices=["base", "large"], default="base",
+                   help="which column of the preset (batch size, learning rate, epochs)")
+    p.add_argument("--list_presets", action="store_true", help="print the presets and exit")
+    g = p.add_argument_group("training (defaults: the preset's, else the library's)")
+    g.add_argument("--output_dir", "--save_dir", dest="output_dir",
+                   help="output directory (default finetune_output)")
+    g.add_argument("--bsz", "--batch_size", dest="batch_size", type=int,
+                   help="examples per optimizer step, over all processes (default 32)")
+    g.add_argument("--micro_bsz", "--micro_batch_size", dest="micro_batch_size", type=int,
+                   help="examples per forward pass; smaller than a process's share of --bsz "
+                        "accumulates gradients")
+    g.add_argument("--lr", "--learning_rate", dest="learning_rate", type=float)
+    g.add_argument("--epochs", "--epoch", dest="epochs", type=int)
+    g.add_argument("--max_steps", type=int, help="optimizer steps (overrides --epochs)")
+    g.add_argument("--warmup_proportion", type=float)
+    g.add_argument("--weight_decay", "--wd", dest="weight_decay", type=float)
+    g.add_argument("--grad_clip", type=float, help="max gradient norm (default 1.0)")
+    g.add_argument("--eval_every", "--validation_steps", dest="eval_every", type=int,
+                   help="also evaluate on dev every N steps (always after each epoch)")
+    g.add_argument("--main_metric", help="dev score that picks the best model")
+    g.add_argument("--label_map", help="label_map.json (default data_dir/label_map.json)")
+    g.add_argument("--num_layers", type=int,
+                   help="keep only the first N encoder layers of the checkpoint")
+    g.add_argument("--task_id", type=int, help="task-embedding row (default 0)")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--device", help="auto (default), cpu, cuda, cuda:1")
+    g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto (default): bf16 where the hardware has it, fp16 on older GPUs")
+    g.add_argument("--eval_batch_size", type=int)
+    g.add_argument("--log_every", type=int, help="steps between log records (default 10)")
+    g.add_argument("--tensorboard", choices=["auto", "on", "off"])
+    g.add_argument("--peak_tflops", type=float,
+                   help="hardware peak for MFU in the logs (default: measured)")
+    g.add_argument("--checkpoint_every", "--save_steps", dest="checkpoint_every", type=int,
+                   help="steps between resumable checkpoints (default: none)")
+    g.add_argument("--keep_checkpoints", type=int)
+    g.add_argument("--resume", action="store_true",
+                   help="continue from the newest checkpoint in OUTPUT/checkpoints")
+    g.add_argument("--no_progress", dest="progress", action="store_false",
+                   help="no progress bar")
+    o = p.add_argument_group("task options")
+    o.add_argument("--max_len", "--max_seq_len", "--max_seqlen", dest="max_len", type=int,
+                   help="tokens per model input (default 128)")
+    o.add_argument("--for_cn", action=argparse.BooleanOptionalAction,
+                   help="remove spaces next to Chinese characters in TSV text")
+    o.add_argument("--dropout", type=float, help="dropout of the head's input (default 0.1)")
+    o.add_argument("--crf", action=argparse.BooleanOptionalAction, help="ner: a CRF layer")
+    o.add_argument("--scheme", choices=["BIO", "IOB", "IOBES"], help="ner: check the tags")
+    o.add_argument("--stride", type=int, help="mrc: context tokens between window starts")
+    o.add_argument("--max_query_len", type=int, help="mrc: question tokens kept")
+    o.add_argument("--n_best", type=int, help="mrc: candidate starts and ends per window")
+    o.add_argument("--max_answer_len", type=int, help="mrc: answer tokens at most")
+    o.add_argument("--positive_label", help="rank: the label of a relevant candidate")
+
+
+def settings_from_args(args):
+    """FinetuneSettings from parsed flags: the preset's row, then every flag given."""
+    from ernie2.finetune import FinetuneSettings, TaskOptions, get_preset
+
+    given = {k: getattr(args, k) for k in _SETTINGS if getattr(args, k) is not None}
+    options = {k: getattr(args, k) for k in _OPTIONS if getattr(args, k) is not None}
+    for flag, value in (("--data_dir", args.data_dir), ("--from_pretrained",
+                                                        args.from_pretrained)):
+        if not value:
+            raise ValueError(f"{flag} is required")
+    given.update(data_dir=args.data_dir, from_pretrained=args.from_pretrained,
+                 resume=args.resume, progress=args.progress)
+    if args.preset:
+        preset = get_preset(args.preset)
+        if args.task and args.task != preset.task:
+            raise ValueError(f"preset {preset.name} is a {preset.task} task, not {args.task}")
+        return FinetuneSettings.from_preset(preset.name, args.size, options=options, **given)
+    if not args.task:
+        raise ValueError("give --task (classify, pair, regress, ner, mrc, rank) or --preset")
+    return FinetuneSettings(task=args.task, options=TaskOptions.from_dict(options), **given)
+
+
+def _print_presets():
+    from ernie2.finetune import PRESETS
+
+    print(f"{'preset':14s} {'task':9s} {'batch':>9s} {'lr':>14s} {'epochs':>6s} {'len':>4s} "
+          f"metric")
+    for p in PRESETS.values():
+        print(f"{p.name:14s} {p.task:9s} {'%d/%d' % p.batch_size:>9s} "
+              f"{'%g/%g' % p.learning_rate:>14s} {'%d/%d' % p.epochs:>6s} {p.max_seq_len:4d} "
+              f"{p.main_metric}")
+    print("(base/large)")
+
+
+def run(args):
+    if args.list_presets:
+        _print_presets()
+        return 0
+    import os
+
+    from ernie2.finetune import finetune
+
+    settings = settings_from_args(args)
+    result = finetune(settings)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process reports
+        return 0
+    out = result.output_dir
+    print(f"{settings.task}: {result.steps} steps; best dev {result.main_metric} "
+          f"{result.best_score:.4f}" if result.history else
+          f"{settings.task}: {result.steps} steps; no dev set, the last model is kept")
+    if result.test_scores:
+        print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in result.test_scores.items()))
+    print(f"best model: {result.best_dir}")
+    for name in ("test_out.tsv", "predictions.json", "metrics.json", "metrics.jsonl"):
+        if (out / name).exists():
+            print(f"{name}: {out / name}")
+    return 0

@@ -1,0 +1,80 @@
+"""Batch prediction with a fine-tuned model directory (from `ernie2 finetune`, its best/):
+labels with probabilities, scores, NER tags or reading-comprehension spans.
+
+--input is a data file in the task's own format (labels not needed): .tsv for classify, pair,
+regress and rank, .tsv or the column file for ner, SQuAD .json for mrc; or a .jsonl file of
+plain inputs, one a line: "text" (classify), ["text_a", "text_b"] (pair, rank, regress),
+["tok", ...] or "text" (ner), {"question": ..., "context": ...} (mrc).
+--output ending in .json or .jsonl gets the predictions as JSON (probabilities of every label,
+tags, n-best spans); any other name gets the test_out.tsv format (mrc also writes
+<name>_predictions.json beside it).
+"""
+
+HELP = "predict with a fine-tuned model on new data (labels, tags or answer spans)"
+
+
+def add_arguments(p):
+    p.add_argument("--model", required=True, help="fine-tuned model directory")
+    p.add_argument("--input", required=True, help="data file (task format) or .jsonl inputs")
+    p.add_argument("--output", required=True, help="output file (.tsv, .json or .jsonl)")
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
+
+
+def read_jsonl_inputs(path, task: str) -> list:
+    """Examples of task type `task` from a JSON-lines file of plain inputs."""
+    import json
+
+    from ernie2.finetune.readers import DataError
+    from ernie2.inference.inputs import InputError, to_examples
+
+    examples = []
+    try:
+        lines = open(path, encoding="utf-8-sig").read().splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue  # blank lines carry no input (JSON lines convention)
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+        try:
+            (ex,) = to_examples(task, [value])
+        except InputError as exc:
+            raise DataError(str(exc).replace("input 0", f"{path}:{n}", 1)) from None
+        if hasattr(ex, "text_b") and examples and \
+                (ex.text_b is None) != (examples[0].text_b is None):
+            raise DataError(f"{path}:{n}: a {'single text' if ex.text_b is None else 'pair'} "
+                            "after inputs of the other kind; use one kind per file")
+        examples.append(ex)
+    if not examples:
+        raise DataError(f"{path}: no inputs")
+    return examples
+
+
+def run(args):
+    import json
+    from pathlib import Path
+
+    from ernie2.finetune.inference import predict
+    from ernie2.finetune.model import FinetuneModel
+    from ernie2.training.precision import resolve_device
+    from ernie2.utils import atomic_write_text
+
+    device = str(resolve_device(args.device))
+    data = args.input
+    if Path(args.input).suffix == ".jsonl":
+        task = FinetuneModel.read_meta(args.model)["task"]
+        data = read_jsonl_inputs(args.input, task)
+    out = Path(args.output)
+    as_json = out.suffix in (".json", ".jsonl")
+    preds = predict(args.model, data, batch_size=args.batch_size, device=device,
+                    out_file=None if as_json else out)
+    if out.suffix == ".json":
+        atomic_write_text(out, json.dumps(preds, ensure_ascii=False, indent=1) + "\n")
+    elif out.suffix == ".jsonl":
+        atomic_write_text(out, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in preds))
+    print(f"{len(preds)} predictions -> {out}")
+    return 0

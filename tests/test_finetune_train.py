@@ -1,0 +1,234 @@
+"""Fine-tuning on the shared training loop: accumulation is exact, bf16 autocast runs on CPU,
+evaluation cadence and best-model choice, resume to the same weights, DDP equals one process."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ernie2.finetune import FinetuneModel, FinetuneSettings, TaskOptions, finetune, samples
+from ernie2.finetune.batching import collate
+from ernie2.finetune.train import FeatureSteps
+from ernie2.model import ErnieModel
+from ernie2.tokenizer import ErnieTokenizer
+from ernie2.training.loop import Trainer
+from test_finetune_tasks import FAST, make_pretrained
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def ner_setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ner")
+    data = samples.ner(tmp / "data", sizes=(96, 24, 24))
+    return data, make_pretrained(data, tmp)
+
+
+@pytest.fixture(scope="module")
+def cls_setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cls")
+    data = samples.sentiment(tmp / "data", sizes=(80, 24, 24))
+    return data, make_pretrained(data, tmp)
+
+
+def settings(data, pre, out, task, **kw):
+    base = dict(task=task, data_dir=str(data), from_pretrained=str(pre), output_dir=str(out),
+                batch_size=16, learning_rate=1e-3, epochs=1, log_every=2,
+                options=TaskOptions(max_len=48, dropout=0.0), **FAST)
+    return FinetuneSettings(**{**base, **kw})
+
+
+def _features(task_name, data, pre, n, **opts):
+    from ernie2.finetune import get_task_type
+    task = get_task_type(task_name)
+    options = TaskOptions(max_len=48, dropout=0.0, **opts)
+    examples = task.read(next(data.glob("train.*")), options, True)
+    tok = ErnieTokenizer.from_pretrained(pre)
+    labels = task.collect_labels(examples)
+    torch.manual_seed(0)
+    model = FinetuneModel(ErnieModel.from_pretrained(pre), task, labels, options)
+    return model, task.encode(examples, tok, labels, options)[:n], tok.pad_id
+
+
+def _one_sgd_step(model, micro_batches):
+    """Parameter change of one step of SGD with lr 1: exactly minus the gradient, so a wrong
+    weighting of micro-batches shows (Adam's normalized update would hide a scale error)."""
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    trainer = Trainer(model, FinetuneModel.step_fn, model.units_fn, [model.task.name], opt,
+                      sched, device=torch.device("cpu"), grad_clip=None)
+    result = trainer.train_step(micro_batches)
+    return {k: v.detach() - before[k] for k, v in model.named_parameters()}, result
+
+
+@pytest.mark.parametrize("case", ["classify", "ner", "ner-crf"])
+def test_four_micro_batches_of_8_equal_a_batch_of_32(case, ner_setup, cls_setup):
+    task = case.split("-")[0]
+    data, pre = cls_setup if task == "classify" else ner_setup
+    model, feats, pad = _features(task, data, pre, 32, crf=case.endswith("crf"))
+    twin = copy.deepcopy(model)
+    # Sentences of different lengths: labeled words per micro-batch differ, so a plain mean of
+    # micro-batch losses would be wrong for the softmax tagger (units are words there).
+    whole, r1 = _one_sgd_step(model, [collate(feats, pad)])
+    parts, r4 = _one_sgd_step(twin, [collate(feats[i:i + 8], pad) for i in range(0, 32, 8)])
+    if case == "ner":
+        per_micro = [twin.units_fn(collate(feats[i:i + 8], pad))["ner"][0] for i in range(0, 32, 8)]
+        assert len(set(per_micro)) > 1  # the case the weighting exists for
+    moved = sum(float(d.abs().sum()) for d in whole.values())
+    assert moved > 0
+    for k in whole:
+        assert torch.allclose(whole[k], parts[k], atol=1e-6, rtol=1e-4), k
+    assert r1.losses[task] == pytest.approx(r4.losses[task], rel=1e-5)
+
+
+def test_feature_steps_cover_each_epoch_once_and_shares_partition_a_batch(ner_setup):
+    _, feats, pad = _features("ner", *ner_setup, n=50)
+    steps = FeatureSteps(feats, 16, 5, seed=3, pad_id=pad, device=torch.device("cpu"))
+    assert steps.steps_per_epoch == 4  # 16 + 16 + 16 + 2
+    seen = []
+    for _ in range(4):
+        micro = next(steps)
+        assert all(len(m["input_ids"]) <= 5 for m in micro)
+        seen += [i for s in [steps.share(steps.position - 1)] for i in s]
+    assert sorted(seen) == list(range(50))
+    # Two ranks split every global batch between them, and step s is rebuilt from s alone.
+    ranks = [FeatureSteps(feats, 16, None, 3, pad, torch.device("cpu"), r, 2) for r in (0, 1)]
+    for s in (0, 5, 7):
+        assert sorted(ranks[0].share(s) + ranks[1].share(s)) == sorted(steps.share(s))
+    # A last batch too small for every process joins the one before it.
+    odd = FeatureSteps(feats[:33], 16, None, 3, pad, torch.device("cpu"), 0, 2)
+    assert [len(b) for b in odd.epoch_batches(0)] == [16, 17]
+    with pytest.raises(ValueError, match="smaller than the 4 processes"):
+        FeatureSteps(feats, 3, None, 3, pad, torch.device("cpu"), 0, 4)
+
+
+def test_micro_batches_end_to_end_give_the_same_model(ner_setup, tmp_path):
+    data, pre = ner_setup
+    a = finetune(settings(data, pre, tmp_path / "a", "ner", max_steps=3))
+    b = finetune(settings(data, pre, tmp_path / "b", "ner", max_steps=3, micro_batch_size=4))
+    wa = load_file(str(a.best_dir / "model.safetensors"))
+    wb = load_file(str(b.best_dir / "model.safetensors"))
+    assert any(not torch.equal(wa[k], load_file(str(pre / "model.safetensors")).get(k, wa[k]))
+               for k in wa)
+    for k in wa:
+        assert torch.allclose(wa[k], wb[k], atol=2e-5), k
+
+
+def test_bf16_autocast_trains_on_cpu(cls_setup, tmp_path, monkeypatch):
+    data, pre = cls_setup
+    seen = set()
+    real_forward = torch.nn.Linear.forward
+
+    def spy(self, x):
+        out = real_forward(self, x)
+        if torch.is_grad_enabled():  # training, not the dev evaluation
+            seen.add(out.dtype)
+        return out
+    monkeypatch.setattr(torch.nn.Linear, "forward", spy)
+    result = finetune(settings(data, pre, tmp_path, "classify",
+                               **{**FAST, "precision": "bf16"}))
+    assert seen == {torch.bfloat16}  # every matmul of training ran under bf16 autocast
+    records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["split"] == "train"]
+    assert train and all(r["tasks"]["classify"]["loss"] > 0 for r in train)
+    assert 0.0 <= result.best_score <= 1.0 and FinetuneModel.load(result.best_dir)
+
+
+def test_fp16_on_cpu_is_refused_clearly(cls_setup, tmp_path):
+    with pytest.raises(ValueError, match="fp16 needs a GPU"):
+        finetune(settings(*cls_setup, tmp_path, "classify", **{**FAST, "precision": "fp16"}))
+
+
+def test_evaluation_cadence_logs_and_best_model(cls_setup, tmp_path):
+    data, pre = cls_setup
+    # 80 examples, batch 16: 5 steps an epoch; 2 epochs; also every 3 steps.
+    result = finetune(settings(data, pre, tmp_path, "classify", epochs=2, eval_every=3,
+                               main_metric="loss"))
+    steps = [h["step"] for h in result.history]
+    assert steps == [3, 5, 6, 9, 10]
+    assert [h["epoch"] for h in result.history] == [1, 1, 2, 2, 2]
+    losses = [h["dev_loss"] for h in result.history]
+    assert result.best_score == min(losses)  # loss is minimized, not maximized
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["best_step"] == steps[losses.index(min(losses))]
+    # Logs as in pre-training: JSON lines and CSV, train and dev records.
+    records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "dev"] == steps
+    assert [r["step"] for r in records if r["split"] == "train"] == [2, 4, 6, 8, 10]
+    assert "dev" in (tmp_path / "metrics.csv").read_text()
+
+
+def test_without_dev_the_last_model_is_kept(cls_setup, tmp_path):
+    data, pre = cls_setup
+    only = tmp_path / "data"
+    only.mkdir()
+    (only / "train.tsv").write_text((data / "train.tsv").read_text(encoding="utf-8"),
+                                    encoding="utf-8")
+    result = finetune(settings(only, pre, tmp_path / "out", "classify", max_steps=2))
+    assert result.history == [] and result.steps == 2
+    model = FinetuneModel.load(result.best_dir)
+    assert model.task.name == "classify"
+    assert not (tmp_path / "out" / "test_out.tsv").exists()
+
+
+def test_stopped_run_resumes_to_the_same_weights(cls_setup, tmp_path):
+    data, pre = cls_setup
+    # Dropout on: the resumed run must also restore the random state.
+    kw = dict(epochs=2, checkpoint_every=3, options=TaskOptions(max_len=48, dropout=0.3))
+    whole = finetune(settings(data, pre, tmp_path / "whole", "classify", **kw))
+    stopped = finetune(settings(data, pre, tmp_path / "cut", "classify", **kw),
+                       stop=lambda step: step == 7)
+    assert not stopped.completed and stopped.steps == 7
+    assert sorted(p.name for p in (tmp_path / "cut" / "checkpoints").iterdir()) == [
+        "step-00000003", "step-00000006"]
+    with pytest.raises(ValueError, match="holds checkpoints of an earlier run"):
+        finetune(settings(data, pre, tmp_path / "cut", "classify", **kw))
+    resumed = finetune(settings(data, pre, tmp_path / "cut", "classify", resume=True, **kw))
+    assert resumed.completed and resumed.steps == 10
+    assert resumed.history == whole.history
+    a = load_file(str(whole.best_dir / "model.safetensors"))
+    b = load_file(str(resumed.best_dir / "model.safetensors"))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    with pytest.raises(ValueError, match="other settings or data"):
+        finetune(settings(data, pre, tmp_path / "cut", "classify", resume=True,
+                          **{**kw, "epochs": 3}))
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_equal_one_process(cls_setup, tmp_path):
+    """torchrun, 2 gloo processes each taking half of every batch: the same model as 1."""
+    data, pre = cls_setup
+    common = ["--task", "classify", "--data_dir", str(data), "--from_pretrained", str(pre),
+              "--bsz", "16", "--lr", "1e-3", "--max_steps", "4", "--max_len", "48",
+              "--dropout", "0", "--precision", "fp32", "--tensorboard", "off",
+              "--peak_tflops", "1", "--no_progress", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "ernie2", "finetune", *common, "--output_dir", str(tmp_path / "ddp")],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("best model:") == 1  # one process reports
+    one = finetune(settings(data, pre, tmp_path / "one", "classify", max_steps=4))
+    a = load_file(str(one.best_dir / "model.safetensors"))
+    b = load_file(str(tmp_path / "ddp" / "best" / "model.safetensors"))
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+    dev = json.loads((tmp_path / "ddp" / "metrics.json").read_text())["dev"]
+    assert dev[-1]["dev_accuracy"] == one.history[-1]["dev_accuracy"]
