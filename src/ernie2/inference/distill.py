@@ -1,0 +1,426 @@
+"""Distillation of a fine-tuned classifier (the teacher) into a smaller student: a small ERNIE or a
+bag-of-words model. The student learns the teacher's probabilities (soft labels) over a transfer
+set: the training texts plus augmented texts (`augment`) and any unlabeled texts given. For
+comparison the same student is also trained without the teacher, on the gold labels alone, for
+the same number of steps; both keep their best dev checkpoint.
+
+Output directory: `student/` (a fine-tuned model directory for an ERNIE student, servable and
+exportable; `bow.BowClassifier` files for a bag-of-words one), `baseline/` (the student trained
+without distillation), `transfer.tsv` (every transfer text with the teacher's probabilities) and
+`report.json` (accuracies of teacher, student and baseline, and sentences/s of each).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ernie2.inference.augment import AugmentOptions, Augmenter, encode_with_masks
+from ernie2.utils import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+STUDENTS = ("ernie", "bow")
+_DEFAULT_LR = {"bow": 2e-3, "ernie": 3e-4, "ernie-from-teacher": 5e-5}
+
+
+@dataclass
+class DistillSettings:
+    teacher: str  # fine-tuned classify model directory
+    data_dir: str  # train.tsv, dev.tsv (and test.tsv) as for fine-tuning
+    output_dir: str = "distill_output"
+    student: str = "ernie"  # "ernie" or "bow"
+    student_size: str = "mini"  # named size of a fresh ERNIE student (ErnieConfig.from_name)
+    student_layers: int | None = None  # instead: the teacher's first N layers
+    epochs: int = 3  # over the transfer set
+    batch_size: int = 32
+    learning_rate: float | None = None  # None: 2e-3 bow, 3e-4 fresh ERNIE, 5e-5 from teacher
+    temperature: float = 1.0
+    alpha: float = 0.0  # weight of the gold-label loss on labeled texts (0: soft labels only)
+    augment: AugmentOptions = field(default_factory=AugmentOptions)
+    unlabeled: str | None = None  # a text file, one text a line, added to the transfer set
+    baseline: bool = True  # also train the student without distillation
+    bow_emb_size: int = 128
+    bow_hidden_size: int = 128
+    seed: int = 1
+    teacher_batch_size: int = 64
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.student not in STUDENTS:
+            raise ValueError(f"student must be one of {', '.join(STUDENTS)}, got {self.student!r}")
+        if self.temperature <= 0 or not 0.0 <= self.alpha <= 1.0:
+            raise ValueError("temperature must be positive and alpha in [0, 1]")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be at least 1")
+
+
+@dataclass
+class DistillResult:
+    output_dir: Path
+    student_dir: Path
+    baseline_dir: Path | None
+    transfer_size: int
+    report: dict[str, Any]
+
+
+# ---------------------------------------------------------------------- the pieces
+def distill_loss(logits: torch.Tensor, teacher_probs: torch.Tensor, labels: torch.Tensor,
+                 temperature: float = 1.0, alpha: float = 0.0) -> torch.Tensor:
+    """Soft cross-entropy against the teacher's probabilities sharpened or softened by the
+    temperature (x T^2, Hinton et al. 2015), plus `alpha` x gold-label cross-entropy where a
+    label is known (labels < 0: none)."""
+    t = temperature
+    target = torch.softmax(torch.log(teacher_probs.clamp_min(1e-12)) / t, -1)
+    soft = -(target * torch.log_softmax(logits.float() / t, -1)).sum(-1).mean() * t * t
+    if alpha <= 0:
+        return soft
+    known = labels >= 0
+    hard = F.cross_entropy(logits.float()[known], labels[known]) if bool(known.any()) \
+        else soft.new_zeros(())
+    return (1 - alpha) * soft + alpha * hard
+
+
+class _Student:
+    """What the loop needs of a student: a module, how to batch texts, accuracy, saving."""
+
+    def __init__(self, module: nn.Module, make_batch: Callable[[Sequence[int]], dict],
+                 predict: Callable[[Sequence[str]], list[dict]],
+                 save: Callable[[Path], None]):
+        self.module, self.make_batch, self.predict, self.save = module, make_batch, predict, save
+
+
+def _ernie_student(settings: DistillSettings, teacher, tokenizer, texts: Sequence[str]) -> _Student:
+    from ernie2.finetune.batching import collate
+    from ernie2.finetune.inference import predict_examples
+    from ernie2.finetune.model import FinetuneModel
+    from ernie2.finetune.readers import TextExample
+    from ernie2.model.config import NAMED_SIZES
+    from ernie2.model.modeling import ErnieModel
+
+    tc = teacher.config
+    if settings.student_layers:
+        encoder = ErnieModel.from_pretrained(settings.teacher,
+                                             num_hidden_layers=settings.student_layers)
+    else:
+        if settings.student_size not in NAMED_SIZES:
+            raise KeyError(f"unknown student size {settings.student_size!r}; known: "
+                           f"{', '.join(NAMED_SIZES)}")
+        size = {"intermediate_size": None, **NAMED_SIZES[settings.student_size]}
+        size["max_position_embeddings"] = tc.max_position_embeddings  # keep the teacher's reach
+        encoder = ErnieModel(tc.replace(**size))
+    ft = FinetuneModel(encoder, teacher.task, teacher.labels, teacher.options, teacher.task_id)
+    if settings.student_layers:  # same width: the teacher's head is a better start than noise
+        ft.head.load_state_dict(teacher.head.state_dict())
+    features = encode_with_masks(tokenizer, texts, teacher.options.max_len)
+
+    class Logits(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ft = ft
+
+        def forward(self, batch):
+            return self.ft(batch)["logits"]
+
+    def make_batch(idx):
+        return collate([features[i] for i in idx], tokenizer.pad_id)
+
+    def predict(texts_):
+        examples = [TextExample(t, None, None, None, f"<text {i}>") for i, t in enumerate(texts_)]
+        return predict_examples(ft, tokenizer, examples, 64)[0]
+
+    return _Student(Logits(), make_batch, predict,
+                    lambda path: ft.save(path, tokenizer.vocab_file))
+
+
+def _bow_student(settings: DistillSettings, labels: Sequence[str],
+                 segmented: Sequence[Sequence[str]], segmenter: str,
+                 vocab_rows: Sequence[int]) -> _Student:
+    from ernie2.inference.bow import BowClassifier, build_words
+
+    # The vocabulary comes from the texts the student may learn from; for the baseline that is
+    # the labeled texts only, so it gains nothing from the transfer set.
+    words = build_words(segmented[i] for i in vocab_rows)
+    model = BowClassifier(words, labels, settings.bow_emb_size, settings.bow_hidden_size,
+                          segmenter)
+
+    class Logits(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bow = model
+
+        def forward(self, batch):
+            return self.bow(batch["word_ids"], batch["offsets"])
+
+    def make_batch(idx):
+        ids, offsets = model.batch([segmented[i] for i in idx])
+        return {"word_ids": ids, "offsets": offsets}
+
+    return _Student(Logits(), make_batch, model.predict, model.save)
+
+
+def accuracy(preds: Sequence[dict], gold: Sequence[str]) -> float:
+    return float(np.mean([p["label"] == str(g) for p, g in zip(preds, gold)])) if gold else \
+        float("nan")
+
+
+def sentences_per_second(predict: Callable[[Sequence[str]], Any], texts: Sequence[str],
+                         repeats: int = 2) -> float:
+    predict(texts[:32])  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        predict(texts)
+        best = min(best, time.perf_counter() - t0)
+    return len(texts) / best
+
+
+# ---------------------------------------------------------------------- training one student
+def train_student(student: _Student, targets: np.ndarray, labels: np.ndarray,
+                  rows: Sequence[int], steps: int, settings: DistillSettings, lr: float,
+                  evaluate: Callable[[], float], desc: str) -> tuple[float, int]:
+    """Train on `rows` (indices into the transfer set) for `steps` optimizer steps with the
+    shared training loop, evaluating after every pass over `rows`; the module ends with its
+    best-scoring weights. Returns (best dev accuracy, its step)."""
+    from ernie2.training.loop import Trainer
+    from ernie2.training.optim import WarmupLinear, make_optimizer
+
+    module = student.module
+    per_epoch = max(1, math.ceil(len(rows) / settings.batch_size))
+    opt = make_optimizer(module, lr, weight_decay=0.01)
+    sched = WarmupLinear(opt, [g["lr"] for g in opt.param_groups], int(0.1 * steps), steps)
+    targets_t, labels_t = torch.from_numpy(targets).float(), torch.from_numpy(labels).long()
+
+    def batches():
+        epoch = 0
+        while True:
+            order = list(rows)
+            random.Random(settings.seed * 7919 + epoch).shuffle(order)
+            for s in range(0, len(order), settings.batch_size):
+                idx = order[s:s + settings.batch_size]
+                batch = student.make_batch(idx)
+                batch["targets"], batch["labels"] = targets_t[idx], labels_t[idx]
+                yield [batch]
+            epoch += 1
+
+    def step_fn(model, batch):
+        logits = model(batch)
+        loss = distill_loss(logits, batch["targets"], batch["labels"], settings.temperature,
+                            settings.alpha)
+        agree = (logits.argmax(-1) == batch["targets"].argmax(-1)).sum()
+        return {"distill": loss}, {"distill": {"agree": float(agree), "count": len(logits)}}
+
+    def units_fn(batch):
+        n = float(len(batch["targets"]))
+        return {"distill": (n, n)}
+
+    trainer = Trainer(module, step_fn, units_fn, ["distill"], opt, sched,
+                      device=torch.device("cpu"), precision="fp32", grad_clip=1.0)
+    best = {"score": -1.0, "step": 0, "state": None}
+
+    def on_step(result) -> None:
+        if result.step % per_epoch and result.step != steps:
+            return
+        module.eval()
+        score = evaluate()
+        module.train()
+        logger.info("%s step %d: dev accuracy %.4f (loss %.4f)", desc, result.step, score,
+                    result.losses.get("distill", float("nan")))
+        if score > best["score"]:
+            best.update(score=score, step=result.step,
+                        state=copy.deepcopy(module.state_dict()))
+
+    torch.manual_seed(settings.seed)
+    trainer.fit(batches(), steps, callbacks=[on_step], progress=settings.progress, desc=desc)
+    module.load_state_dict(best["state"])
+    module.eval()
+    return best["score"], best["step"]
+
+
+# ---------------------------------------------------------------------- the whole run
+def _read_lines(path: str | os.PathLike) -> list[str]:
+    from ernie2.inference.inputs import InputError, check_text
+
+    out = []
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not UTF-8 ({exc.reason})") from None
+            if not line:
+                continue
+            try:
+                out.append(check_text(line, f"{path}:{lineno}"))
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
+    if not out:
+        raise ValueError(f"{path}: no texts")
+    return out
+
+
+def distill(settings: DistillSettings) -> DistillResult:
+    from ernie2.finetune.inference import evaluate as evaluate_examples
+    from ernie2.finetune.inference import run_model
+    from ernie2.finetune.model import FinetuneModel
+    from ernie2.finetune.run import find_split
+    from ernie2.tokenizer import ErnieTokenizer
+
+    out_dir, data_dir = Path(settings.output_dir), Path(settings.data_dir)
+    teacher = FinetuneModel.load(settings.teacher)
+    if teacher.task.name != "classify":
+        raise ValueError(f"{settings.teacher}: distillation takes a classify model; this one is "
+                         f"{teacher.task.name}")
+    layers = teacher.config.num_hidden_layers
+    if settings.student == "ernie" and settings.student_layers and \
+            not 0 < settings.student_layers <= layers:
+        raise ValueError(f"student_layers {settings.student_layers}: the teacher has {layers}")
+    tokenizer = ErnieTokenizer.from_pretrained(settings.teacher)
+    task, opts, label_set = teacher.task, teacher.options, teacher.labels
+    splits = {}
+    for split in ("train", "dev", "test"):
+        f = find_split(data_dir, split, task)
+        splits[split] = task.read(f, opts, split != "test") if f else None
+    if not splits["train"] or not splits["dev"]:
+        raise FileNotFoundError(f"{data_dir}: distillation needs train.tsv and dev.tsv")
+    train = splits["train"]
+    train_texts = [ex.text_a for ex in train]
+
+    # The transfer set: training texts, augmented texts, unlabeled texts, once each.
+    aug = Augmenter(train_texts, settings.augment).all_variants() if settings.augment.per_text \
+        else []
+    extra = _read_lines(settings.unlabeled) if settings.unlabeled else []
+    # The training rows stay as they are (each with its gold label); new texts count once.
+    seen = set(train_texts)
+    new = [t for t in dict.fromkeys([*aug, *extra]) if t not in seen]
+    texts = [*train_texts, *new]
+    labels = np.array([label_set.id(str(ex.label), ex.source) for ex in train]
+                      + [-1] * len(new), dtype=np.int64)
+    logger.info("transfer set: %d training texts, %d augmented, %d unlabeled -> %d new texts",
+                len(train_texts), len(aug), len(extra), len(new))
+
+    t0 = time.perf_counter()
+    features = encode_with_masks(tokenizer, texts, opts.max_len)
+    probs = np.stack(run_model(teacher, features, settings.teacher_batch_size, tokenizer.pad_id))
+    logger.info("teacher labeled %d texts in %.0f s", len(texts), time.perf_counter() - t0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "transfer.tsv", "text_a\tgold\t" + "\t".join(
+        f"prob_{n}" for n in label_set) + "\n" + "".join(
+        f"{t}\t{label_set[g] if g >= 0 else ''}\t" + "\t".join(f"{p:.5f}" for p in row) + "\n"
+        for t, g, row in zip(texts, labels, probs)))
+
+    dev, test = splits["dev"], splits["test"]
+    dev_texts, dev_gold = [ex.text_a for ex in dev], [str(ex.label) for ex in dev]
+    test_labeled = test is not None and all(ex.label is not None for ex in test)
+    eval_texts = [ex.text_a for ex in (test if test else dev)]
+
+    segmented: list[list[str]] = []
+    if settings.student == "bow":
+        from ernie2.inference.bow import default_segmenter, segment
+        segmenter = default_segmenter()
+        segmented = [segment(t, segmenter) for t in texts]
+
+    def make(vocab_rows: Sequence[int]) -> _Student:
+        torch.manual_seed(settings.seed)
+        if settings.student == "bow":
+            return _bow_student(settings, list(label_set), segmented, segmenter, vocab_rows)
+        return _ernie_student(settings, teacher, tokenizer, texts)
+
+    lr = settings.learning_rate or _DEFAULT_LR[
+        "bow" if settings.student == "bow" else
+        "ernie-from-teacher" if settings.student_layers else "ernie"]
+    all_rows = list(range(len(texts)))
+    steps = settings.epochs * math.ceil(len(all_rows) / settings.batch_size)
+    aug_set = set(aug)
+    n_aug = sum(t in aug_set for t in new)
+    report: dict[str, Any] = {"settings": _jsonable(settings), "transfer_size": len(texts),
+                              "augmented": n_aug, "unlabeled": len(new) - n_aug, "steps": steps,
+                              "learning_rate": lr}
+
+    def scores(predict) -> dict[str, float]:
+        s = {"dev_accuracy": accuracy(predict(dev_texts), dev_gold)}
+        if test_labeled:
+            s["test_accuracy"] = accuracy(predict([ex.text_a for ex in test]),
+                                          [str(ex.label) for ex in test])
+        s["sentences_per_second"] = sentences_per_second(predict, eval_texts)
+        return s
+
+    teacher_predict = (lambda ts: _teacher_predict(teacher, tokenizer, ts))
+    report["teacher"] = scores(teacher_predict)
+    report["teacher"]["parameters"] = sum(p.numel() for p in teacher.parameters())
+
+    student = make(all_rows)
+    best, at = train_student(student, probs, labels, all_rows, steps, settings, lr,
+                             lambda: accuracy(student.predict(dev_texts), dev_gold), "distill")
+    student.save(out_dir / "student")
+    report["student"] = {**scores(student.predict), "best_step": at,
+                         "parameters": sum(p.numel() for p in student.module.parameters())}
+
+    baseline_dir = None
+    if settings.baseline:
+        rows = [i for i in all_rows if labels[i] >= 0]
+        onehot = np.eye(len(label_set), dtype=np.float32)[labels[rows]]
+        hard = np.zeros_like(probs)
+        hard[rows] = onehot
+        plain = make(rows)
+        base_settings = copy.copy(settings)
+        base_settings.alpha, base_settings.temperature = 0.0, 1.0  # targets are the gold labels
+        best_b, at_b = train_student(plain, hard, labels, rows, steps, base_settings, lr,
+                                     lambda: accuracy(plain.predict(dev_texts), dev_gold),
+                                     "baseline")
+        baseline_dir = out_dir / "baseline"
+        plain.save(baseline_dir)
+        report["baseline"] = {**scores(plain.predict), "best_step": at_b,
+                              "parameters": sum(p.numel() for p in plain.module.parameters())}
+    report["speedup"] = report["student"]["sentences_per_second"] / \
+        report["teacher"]["sentences_per_second"]
+    atomic_write_text(out_dir / "report.json",
+                      json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    return DistillResult(out_dir, out_dir / "student", baseline_dir, len(texts), report)
+
+
+def _teacher_predict(teacher, tokenizer, texts: Sequence[str]) -> list[dict]:
+    from ernie2.finetune.inference import predict_examples
+    from ernie2.finetune.readers import TextExample
+    examples = [TextExample(t, None, None, None, f"<text {i}>") for i, t in enumerate(texts)]
+    return predict_examples(teacher, tokenizer, examples, 64)[0]
+
+
+def _jsonable(settings: DistillSettings) -> dict:
+    d = asdict(settings)
+    return {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in d.items()}
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as a small text table."""
+    rows = [("teacher", report["teacher"]), ("student (distilled)", report["student"])]
+    if "baseline" in report:
+        rows.append(("student (no teacher)", report["baseline"]))
+    test = "test_accuracy" in report["teacher"]
+    lines = [f"{'model':22s}{'params':>11s}{'dev acc':>9s}" + (f"{'test acc':>10s}" if test else "")
+             + f"{'sent/s':>10s}"]
+    for name, r in rows:
+        lines.append(f"{name:22s}{r['parameters']:11,d}{r['dev_accuracy']:9.4f}"
+                     + (f"{r['test_accuracy']:10.4f}" if test else "")
+                     + f"{r['sentences_per_second']:10.1f}")
+    lines.append(f"student speed-up over the teacher: {report['speedup']:.1f}x; transfer set "
+                 f"{report['transfer_size']} texts ({report['augmented']} augmented, "
+                 f"{report['unlabeled']} unlabeled)")
+    return "\n".join(lines)
+
+
+__all__ = ["DistillResult", "DistillSettings", "distill", "distill_loss", "format_report",
+           "train_student"]
