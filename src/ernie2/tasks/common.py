@@ -178,17 +178,20 @@ def unit_ranges(ts: TokSent, sentence: Sentence, level: str, lang: str) -> list[
     token: every token. basic: a character (one token) for Chinese, a whole word for other
     languages. word: a whole word (corpus/jieba words; seg_labels for ERNIE 1.0 input).
     phrase: phrase spans whole, words elsewhere. entity: entity spans whole, basic units
-    elsewhere. Pre-tokenized input has no spans: its phrase/entity levels use its words.
+    elsewhere. Pre-tokenized input has no spans: its basic level is single tokens, its
+    phrase/entity levels its words.
     """
     n = len(ts.ids)
-    if level == "token" or (level == "basic" and lang == "zh" and ts.starts is not None):
+    pretokenized = ts.starts is None
+    if level == "token" or (level == "basic" and (lang == "zh" or pretokenized)):
         return [(i, i + 1) for i in range(n)]
-    if ts.starts is None and level == "basic":
-        return [(i, i + 1) for i in range(n)]
-    group = ts.word_ids if (level != "entity" or lang != "zh") else list(range(n))
+    if pretokenized:
+        return _runs(ts.word_ids)
+    # Outside entity spans, entity level masks basic units: characters for Chinese.
+    group = list(range(n)) if (level == "entity" and lang == "zh") else ts.word_ids
     owner = [-1] * n
     span_ranges: dict[int, tuple[int, int]] = {}
-    if level in ("phrase", "entity") and ts.starts is not None and sentence.spans:
+    if level in ("phrase", "entity") and sentence.spans:
         for k, sp in enumerate(sentence.spans):
             if sp.kind != level:
                 continue
@@ -210,6 +213,16 @@ def unit_ranges(ts: TokSent, sentence: Sentence, level: str, lang: str) -> list[
             b += 1
         out.append((t, b))
         t = b
+    return out
+
+
+def _runs(keys: Sequence[int]) -> list[tuple[int, int]]:
+    """Ranges of equal consecutive keys."""
+    out, start = [], 0
+    for i in range(1, len(keys) + 1):
+        if i == len(keys) or keys[i] != keys[start]:
+            out.append((start, i))
+            start = i
     return out
 
 
