@@ -74,9 +74,11 @@ def _summarize(docs: Iterable[Document], counts: Counter, text_fh) -> Iterator[D
 def build_demo(out_dir: str | os.PathLike = "data/demo", langs: Iterable[str] = ("zh", "en"),
                max_docs_zh: int | None = None, max_docs_en: int | None = None,
                vocab_size_zh: int = 8000, vocab_size_en: int = 8000,
-               train_vocabs: bool = True) -> dict[str, Any]:
+               train_vocabs: bool = True, progress: bool = True) -> dict[str, Any]:
     """Write corpus_{lang}.jsonl (documents with words and spans) and vocab_{lang}.txt
     (WordPiece, trained on the corpus) for each language, and demo.json describing them."""
+    from tqdm import tqdm
+
     from ernie2.tokenizer import train_vocab
 
     out = Path(out_dir)
@@ -93,7 +95,9 @@ def build_demo(out_dir: str | os.PathLike = "data/demo", langs: Iterable[str] = 
         corpus = out / f"corpus_{lang}.jsonl"
         text_path = out / f".vocab_text_{lang}.txt"
         with open(text_path, "w", encoding="utf-8") as text_fh:
-            write_jsonl(_summarize(make(max_docs), counts, text_fh), corpus)
+            docs = tqdm(make(max_docs), desc=f"demo {lang}", unit=" doc", total=max_docs,
+                        disable=not progress)
+            write_jsonl(_summarize(docs, counts, text_fh), corpus)
         entry: dict[str, Any] = {"corpus": corpus.name, "source": f"{pkg}/{rel}", **counts}
         try:
             if train_vocabs:
