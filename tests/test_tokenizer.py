@@ -141,3 +141,12 @@ def test_length_batches_cover_every_index_once_within_limits():
         width = max(lengths[i] for i in b)
         assert len(b) <= 16 and (width * len(b) <= 300 or len(b) == 1)
         assert [lengths[i] for i in b] == sorted((lengths[i] for i in b), reverse=True)
+
+
+def test_trained_vocab_never_exceeds_its_size(tmp_path):
+    from ernie2.tokenizer import train_vocab
+
+    lines = ["".join(chr(0x4E00 + i) for i in range(j * 100, (j + 1) * 100)) for j in range(40)]
+    (tmp_path / "c.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    vocab = train_vocab([tmp_path / "c.txt"], 3000, tmp_path / "v.txt", min_frequency=1)
+    assert len(vocab) == len(read_vocab(tmp_path / "v.txt")) <= 3000

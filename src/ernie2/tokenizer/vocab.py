@@ -81,7 +81,8 @@ def train_vocab(files: Iterable[str | os.PathLike], size: int, out: str | os.Pat
     trainer = trainers.WordPieceTrainer(
         vocab_size=size, min_frequency=min_frequency,
         special_tokens=[*SPECIAL_TOKENS, *extra_tokens], continuing_subword_prefix="##",
-        show_progress=True)
+        # without a limit every character seen is kept, which can exceed `size`
+        limit_alphabet=max(size - len(SPECIAL_TOKENS), 1), show_progress=True)
     tok.train_from_iterator(iter_text_lines(files), trainer=trainer)
     vocab = tok.get_vocab()
     write_vocab(vocab, out)
