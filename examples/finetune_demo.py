@@ -27,6 +27,7 @@ from ernie2.finetune import FinetuneSettings, TaskOptions, finetune, get_task_ty
 from ernie2.finetune.run import find_split
 from ernie2.model import ErnieConfig, ErnieModel
 from ernie2.tokenizer import ErnieTokenizer
+from ernie2.utils import setup_logging
 
 DEFAULT_PRETRAINED = "runs/demo_zh/final"
 DEFAULT_OUT = "demo_out/finetune"
@@ -160,6 +161,7 @@ if __name__ == "__main__":
     ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"])
     ap.add_argument("--no_progress", dest="progress", action="store_false")
     a = ap.parse_args()
+    setup_logging()
     chosen = {n: DemoTask(t.name, t.task, a.sentiment_sizes if n == "sentiment" else a.ner_sizes,
                           a.steps or t.steps, t.max_len, t.metric) for n, t in TASKS.items()}
     try:
