@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from ernie2.finetune import samples
 from ernie2.model import ErnieConfig, ErnieModel
 from ernie2.tokenizer import ErnieTokenizer
+from test_finetune_tasks import _one_thread  # noqa: F401 (autouse: one torch thread)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,14 +23,6 @@ def _demo():
     sys.modules[spec.name] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_demo_runs_at_a_tiny_size(tmp_path, capsys):

@@ -18,17 +18,9 @@ from ernie2.finetune.train import FeatureSteps
 from ernie2.model import ErnieModel
 from ernie2.tokenizer import ErnieTokenizer
 from ernie2.training.loop import Trainer
-from test_finetune_tasks import FAST, make_pretrained
+from test_finetune_tasks import FAST, _one_thread, make_pretrained  # noqa: F401 (autouse)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
