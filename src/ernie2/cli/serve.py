@@ -20,6 +20,7 @@ def add_arguments(p):
                    help="exported model for the onnx backends (default: model.onnx or "
                         "model.int8.onnx in --model, exported on the fly when missing)")
     p.add_argument("--threads", type=int, help="CPU threads for the model (default: torch's)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (torch and bf16 backends)")
     p.add_argument("--max_batch", type=int, default=d.max_batch, help="texts per model call")
     p.add_argument("--max_wait_ms", type=float, default=d.max_wait_ms,
                    help="how long a request waits for others to share a batch")
@@ -49,5 +50,6 @@ def run(args):
                              max_queued=args.max_queued)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = runtime.load(args.model, args.backend, onnx_file=args.onnx, threads=args.threads)
+    model = runtime.load(args.model, args.backend, onnx_file=args.onnx, threads=args.threads,
+                         device=args.device)
     serve(model, args.host, args.port, settings, args.threads, args.log_level)

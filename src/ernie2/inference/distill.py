@@ -55,6 +55,7 @@ class DistillSettings:
     baseline: bool = True  # also train the student without distillation
     bow_emb_size: int = 128
     bow_hidden_size: int = 128
+    bow_segmenter: str | None = None  # "jieba" or "chars"; None: jieba when installed
     seed: int = 1
     teacher_batch_size: int = 64
     progress: bool = True
@@ -330,7 +331,7 @@ def distill(settings: DistillSettings) -> DistillResult:
     segmented: list[list[str]] = []
     if settings.student == "bow":
         from ernie2.inference.bow import default_segmenter, segment
-        segmenter = default_segmenter()
+        segmenter = settings.bow_segmenter or default_segmenter()
         segmented = [segment(t, segmenter) for t in texts]
 
     def make(vocab_rows: Sequence[int]) -> _Student:

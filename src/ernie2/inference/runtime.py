@@ -253,14 +253,17 @@ def is_finetuned(path: str | os.PathLike) -> bool:
 
 
 def load(path: str | os.PathLike, backend: str = "torch", onnx_file: str | os.PathLike | None = None,
-         threads: int | None = None) -> LoadedModel:
+         threads: int | None = None, device: str = "cpu") -> LoadedModel:
     """Load a pre-trained or fine-tuned model directory on a backend (`BACKENDS`).
 
     The onnx backends read `onnx_file`, else `model.onnx` / `model.int8.onnx` beside the
     weights, else export to a temporary file first; the file must come from the same weights.
+    `device` (e.g. "cuda") applies to the torch and bf16 backends; the others run on the CPU.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if torch.device(device).type != "cpu" and backend not in ("torch", "bf16"):
+        raise ValueError(f"backend {backend} runs on the CPU only, not {device}")
     path = Path(path)
     tokenizer = ErnieTokenizer.from_pretrained(path)
     finetuned = None
@@ -275,6 +278,8 @@ def load(path: str | os.PathLike, backend: str = "torch", onnx_file: str | os.Pa
     runner = BACKENDS[backend].build(encoder, path, opts)
     if finetuned is not None:
         finetuned.encoder = runner.eval()
+        finetuned.to(device)
+    runner.to(device)
     return LoadedModel(path, backend, tokenizer, runner.eval(), finetuned)
 
 

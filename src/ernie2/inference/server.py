@@ -183,15 +183,18 @@ class Service:
         raise ValueError(f"unknown kind of work {kind!r}")
 
     def _encode(self, features: Sequence[dict]) -> list[tuple[np.ndarray, np.ndarray]]:
-        from ernie2.finetune.batching import collate
+        from ernie2.finetune.batching import collate, to_device
+        from ernie2.finetune.inference import module_device
         from ernie2.tokenizer.batching import length_batches
 
         encoder, use_task = self.model.encoder, self.model.config.use_task_id
+        device = module_device(encoder)
         out: list = [None] * len(features)
         with torch.inference_mode():
             for idx in length_batches([len(f["input_ids"]) for f in features],
                                       self.settings.max_batch):
-                batch = collate([features[i] for i in idx], self.tokenizer.pad_id)
+                batch = to_device(collate([features[i] for i in idx], self.tokenizer.pad_id),
+                                  device)
                 pooled, encoded = encoder(batch["input_ids"], batch["sent_ids"],
                                           batch["task_id"] if use_task else None,
                                           batch["attention_mask"])
