@@ -156,6 +156,9 @@ class BestModel:
         if self.better(scores[self.metric]):
             self.best_score, self.best_step = scores[self.metric], step
             self.model.save(self.best_dir, self.vocab_file)
+        logger.info("dev at step %d: %s (best %s %.4f at step %d)", step,
+                    ", ".join(f"{k} {v:.4f}" for k, v in scores.items()), self.metric,
+                    self.best_score, self.best_step)
         return scores
 
     def state_dict(self) -> dict:

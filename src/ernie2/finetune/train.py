@@ -108,6 +108,10 @@ def train(model: FinetuneModel, features: Sequence[dict], settings, evaluator: E
     fingerprint = {**fingerprint, "train_features": len(features),
                    "batch_size": settings.batch_size, "total_steps": total,
                    "seed": settings.seed}
+    # Measured before the random state is seeded or restored: it draws random matrices.
+    peak = settings.peak_tflops * 1e12 if settings.peak_tflops else None
+    if peak is None and rank == 0:
+        peak = measure_peak_flops(precision, str(device))
     opt = make_optimizer(model, settings.learning_rate, settings.weight_decay, device=device)
     sched = WarmupLinear(opt, [settings.learning_rate] * len(opt.param_groups),
                          warmup_steps(total, None, settings.warmup_proportion), total)
@@ -143,9 +147,6 @@ def train(model: FinetuneModel, features: Sequence[dict], settings, evaluator: E
         torch.manual_seed(settings.seed * 1_000_003 + rank)
     steps.position = trainer.state.step
 
-    peak = settings.peak_tflops * 1e12 if settings.peak_tflops else None
-    if peak is None and rank == 0:
-        peak = measure_peak_flops(precision, str(device))
     log = MetricLogger(out_dir, settings.log_every, tensorboard=settings.tensorboard,
                        flops_per_token=model.encoder.flops_per_token, peak_flops=peak)
 
