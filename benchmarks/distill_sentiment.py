@@ -77,15 +77,20 @@ def main():
                         str(teacher), "--data", str(data / "test.tsv"), "--texts", "600",
                         "--max_len", str(args.max_len), "--repeats", "2"], check=True)
 
-    reports = {}
+    reports, transfer = {}, None
     for student in args.students:
         out = work / f"distill-{student}"
         report_file = out / "report.json"
         if not report_file.exists():
+            # The teacher labels the transfer set once; later students reuse it.
             distill(DistillSettings(
                 teacher=str(teacher), data_dir=str(data), output_dir=str(out), student=student,
                 student_size=args.student_size, epochs=args.epochs,
-                augment=AugmentOptions(per_text=args.per_text)))
+                augment=AugmentOptions(per_text=args.per_text),
+                transfer=str(transfer) if transfer else None))
+        if transfer is None:
+            transfer = work / "transfer.tsv"
+            transfer.write_bytes((out / "transfer.tsv").read_bytes())
         reports[student] = json.loads(report_file.read_text())
     for student, rep in reports.items():
         print(f"\n== {student} student ==\n{format_report(rep)}")

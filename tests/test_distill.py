@@ -240,3 +240,31 @@ def test_bad_setups_are_refused(sentiment, tmp_path):
     with pytest.raises(ValueError, match="student_layers"):
         distill(DistillSettings(str(root / "teacher"), str(data), str(tmp_path / "o"),
                                 student_layers=5, augment=AugmentOptions(per_text=0)))
+
+
+def test_transfer_set_round_trip_and_reuse(sentiment, tmp_path):
+    from ernie2.inference.distill import read_transfer, write_transfer
+    root, data = sentiment
+    probs = np.array([[0.25, 0.75], [0.5, 0.5]], dtype=np.float32)
+    write_transfer(tmp_path / "t.tsv", ["好", "差了"], np.array([1, -1]), probs, ["0", "1"])
+    texts, labels, got = read_transfer(tmp_path / "t.tsv", ["0", "1"])
+    assert texts == ["好", "差了"] and labels.tolist() == [1, -1]
+    np.testing.assert_allclose(got, probs)
+    with pytest.raises(ValueError, match="columns"):
+        read_transfer(tmp_path / "t.tsv", ["neg", "pos"])
+    (tmp_path / "bad.tsv").write_text("text_a\tgold\tprob_0\tprob_1\n好\t\t0.9\t0.9\n")
+    with pytest.raises(ValueError, match="bad.tsv:2: probabilities"):
+        read_transfer(tmp_path / "bad.tsv", ["0", "1"])
+    # A transfer set from other training data is refused.
+    with pytest.raises(ValueError, match="other data"):
+        distill(DistillSettings(str(root / "teacher"), str(data), str(tmp_path / "o"),
+                                transfer=str(tmp_path / "t.tsv")))
+    # The one the BOW run wrote is reused: same texts, no relabeling.
+    made = root / "bow" / "transfer.tsv"
+    if not made.exists():
+        pytest.skip("needs the bag-of-words run's transfer set")
+    result = distill(DistillSettings(
+        str(root / "teacher"), str(data), str(tmp_path / "again"), student="bow",
+        bow_segmenter="chars", epochs=1, transfer=str(made), baseline=False, progress=False))
+    assert result.report["from"] == str(made)
+    assert (tmp_path / "again" / "transfer.tsv").read_text() == made.read_text()

@@ -22,6 +22,9 @@ def add_arguments(p):
                    help="ERNIE student made of the teacher's first N layers instead")
     p.add_argument("--unlabeled", metavar="FILE",
                    help="more texts for the transfer set, one a line")
+    p.add_argument("--transfer", metavar="FILE",
+                   help="an earlier run's transfer.tsv (same teacher and data): skip "
+                        "augmenting and labeling")
     p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the transfer set")
     p.add_argument("--batch_size", type=int, default=d.batch_size)
     p.add_argument("--learning_rate", type=float,
@@ -52,7 +55,7 @@ def run(args):
         student=args.student, student_size=args.student_size,
         student_layers=args.student_layers, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, temperature=args.temperature, alpha=args.alpha,
-        augment=aug, unlabeled=args.unlabeled, baseline=not args.no_baseline, seed=args.seed,
+        augment=aug, unlabeled=args.unlabeled, transfer=args.transfer, baseline=not args.no_baseline, seed=args.seed,
         progress=not args.no_progress))
     print(format_report(result.report))
     print(f"student: {result.student_dir}" + (f"; baseline: {result.baseline_dir}"

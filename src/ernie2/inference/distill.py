@@ -52,6 +52,7 @@ class DistillSettings:
     alpha: float = 0.0  # weight of the gold-label loss on labeled texts (0: soft labels only)
     augment: AugmentOptions = field(default_factory=AugmentOptions)
     unlabeled: str | None = None  # a text file, one text a line, added to the transfer set
+    transfer: str | None = None  # an earlier run's transfer.tsv: skip augmenting and labeling
     baseline: bool = True  # also train the student without distillation
     bow_emb_size: int = 128
     bow_hidden_size: int = 128
@@ -264,6 +265,9 @@ def _read_lines(path: str | os.PathLike) -> list[str]:
                 raise ValueError(f"{path}:{lineno}: not UTF-8 ({exc.reason})") from None
             if not line:
                 continue
+            if "\t" in line:
+                raise ValueError(f"{path}:{lineno}: a tab inside a text (the transfer set is "
+                                 "written as TSV)")
             try:
                 out.append(check_text(line, f"{path}:{lineno}"))
             except InputError as exc:
@@ -271,6 +275,47 @@ def _read_lines(path: str | os.PathLike) -> list[str]:
     if not out:
         raise ValueError(f"{path}: no texts")
     return out
+
+
+def write_transfer(path: Path, texts: Sequence[str], labels: np.ndarray, probs: np.ndarray,
+                   names: Sequence[str]) -> None:
+    """text_a, gold (the label of a training text, empty for the others), prob_<label>..."""
+    atomic_write_text(path, "\t".join(["text_a", "gold", *(f"prob_{n}" for n in names)]) + "\n"
+                      + "".join(f"{t}\t{names[g] if g >= 0 else ''}\t"
+                                + "\t".join(f"{p:.6g}" for p in row) + "\n"
+                                for t, g, row in zip(texts, labels, probs)))
+
+
+def read_transfer(path: str | os.PathLike, names: Sequence[str]
+                  ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(texts, gold label ids or -1, teacher probabilities) of a transfer.tsv."""
+    want = ["text_a", "gold", *(f"prob_{n}" for n in names)]
+    texts, labels, probs = [], [], []
+    index = {n: i for i, n in enumerate(names)}
+    with open(path, encoding="utf-8") as fh:
+        header = fh.readline().rstrip("\n").split("\t")
+        if header != want:
+            raise ValueError(f"{path}:1: expected the columns {' '.join(want)} (the teacher's "
+                             f"labels), got {' '.join(header)}")
+        for lineno, line in enumerate(fh, 2):
+            cols = line.rstrip("\n").split("\t")
+            if len(cols) != len(want):
+                raise ValueError(f"{path}:{lineno}: expected {len(want)} tab-separated fields, "
+                                 f"got {len(cols)}")
+            if cols[1] and cols[1] not in index:
+                raise ValueError(f"{path}:{lineno}: unknown label {cols[1]!r}")
+            try:
+                row = [float(x) for x in cols[2:]]
+            except ValueError:
+                raise ValueError(f"{path}:{lineno}: probabilities must be numbers") from None
+            if min(row) < 0 or abs(sum(row) - 1) > 1e-3:
+                raise ValueError(f"{path}:{lineno}: probabilities must be >= 0 and sum to 1")
+            texts.append(cols[0])
+            labels.append(index[cols[1]] if cols[1] else -1)
+            probs.append(row)
+    if not texts:
+        raise ValueError(f"{path}: no rows")
+    return texts, np.array(labels, dtype=np.int64), np.array(probs, dtype=np.float32)
 
 
 def distill(settings: DistillSettings) -> DistillResult:
@@ -281,6 +326,10 @@ def distill(settings: DistillSettings) -> DistillResult:
     from ernie2.tokenizer import ErnieTokenizer
 
     out_dir, data_dir = Path(settings.output_dir), Path(settings.data_dir)
+    if settings.transfer and Path(settings.transfer).resolve() == \
+            (out_dir / "transfer.tsv").resolve():
+        raise ValueError(f"{settings.transfer} would be overwritten by this run; copy it or "
+                         "choose another output_dir")
     teacher = FinetuneModel.load(settings.teacher)
     if teacher.task.name != "classify":
         raise ValueError(f"{settings.teacher}: distillation takes a classify model; this one is "
@@ -300,28 +349,38 @@ def distill(settings: DistillSettings) -> DistillResult:
     train = splits["train"]
     train_texts = [ex.text_a for ex in train]
 
-    # The transfer set: training texts, augmented texts, unlabeled texts, once each.
-    aug = Augmenter(train_texts, settings.augment).all_variants() if settings.augment.per_text \
-        else []
-    extra = _read_lines(settings.unlabeled) if settings.unlabeled else []
-    # The training rows stay as they are (each with its gold label); new texts count once.
-    seen = set(train_texts)
-    new = [t for t in dict.fromkeys([*aug, *extra]) if t not in seen]
-    texts = [*train_texts, *new]
-    labels = np.array([label_set.id(str(ex.label), ex.source) for ex in train]
-                      + [-1] * len(new), dtype=np.int64)
-    logger.info("transfer set: %d training texts, %d augmented, %d unlabeled -> %d new texts",
-                len(train_texts), len(aug), len(extra), len(new))
-
-    t0 = time.perf_counter()
-    features = encode_with_masks(tokenizer, texts, opts.max_len)
-    probs = np.stack(run_model(teacher, features, settings.teacher_batch_size, tokenizer.pad_id))
-    logger.info("teacher labeled %d texts in %.0f s", len(texts), time.perf_counter() - t0)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "transfer.tsv", "text_a\tgold\t" + "\t".join(
-        f"prob_{n}" for n in label_set) + "\n" + "".join(
-        f"{t}\t{label_set[g] if g >= 0 else ''}\t" + "\t".join(f"{p:.5f}" for p in row) + "\n"
-        for t, g, row in zip(texts, labels, probs)))
+    if settings.transfer:
+        texts, labels, probs = read_transfer(settings.transfer, label_set.names)
+        gold_texts = sorted(t for t, g in zip(texts, labels) if g >= 0)
+        if gold_texts != sorted(train_texts):
+            raise ValueError(f"{settings.transfer}: its labeled rows are not the training texts "
+                             f"of {data_dir}; it was made for other data")
+        n_new, sources = int((labels < 0).sum()), {"from": str(settings.transfer)}
+        logger.info("transfer set read from %s: %d texts", settings.transfer, len(texts))
+    else:
+        # Training texts, augmented texts, unlabeled texts. The training rows stay as they are
+        # (each with its gold label); new texts count once.
+        aug = Augmenter(train_texts, settings.augment).all_variants() \
+            if settings.augment.per_text else []
+        extra = _read_lines(settings.unlabeled) if settings.unlabeled else []
+        seen = set(train_texts)
+        new = [t for t in dict.fromkeys([*aug, *extra]) if t not in seen]
+        texts = [*train_texts, *new]
+        labels = np.array([label_set.id(str(ex.label), ex.source) for ex in train]
+                          + [-1] * len(new), dtype=np.int64)
+        aug_set = set(aug)
+        n_new = len(new)
+        sources = {"augmented": sum(t in aug_set for t in new)}
+        sources["unlabeled"] = n_new - sources["augmented"]
+        logger.info("transfer set: %d training texts, %d augmented, %d unlabeled -> %d new",
+                    len(train_texts), len(aug), len(extra), n_new)
+        t0 = time.perf_counter()
+        features = encode_with_masks(tokenizer, texts, opts.max_len)
+        probs = np.stack(run_model(teacher, features, settings.teacher_batch_size,
+                                   tokenizer.pad_id))
+        logger.info("teacher labeled %d texts in %.0f s", len(texts), time.perf_counter() - t0)
+    write_transfer(out_dir / "transfer.tsv", texts, labels, probs, label_set.names)
 
     dev, test = splits["dev"], splits["test"]
     dev_texts, dev_gold = [ex.text_a for ex in dev], [str(ex.label) for ex in dev]
@@ -345,10 +404,8 @@ def distill(settings: DistillSettings) -> DistillResult:
         "ernie-from-teacher" if settings.student_layers else "ernie"]
     all_rows = list(range(len(texts)))
     steps = settings.epochs * math.ceil(len(all_rows) / settings.batch_size)
-    aug_set = set(aug)
-    n_aug = sum(t in aug_set for t in new)
     report: dict[str, Any] = {"settings": _jsonable(settings), "transfer_size": len(texts),
-                              "augmented": n_aug, "unlabeled": len(new) - n_aug, "steps": steps,
+                              "new_texts": n_new, **sources, "steps": steps,
                               "learning_rate": lr}
 
     def scores(predict) -> dict[str, float]:
@@ -417,11 +474,12 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"{name:22s}{r['parameters']:11,d}{r['dev_accuracy']:9.4f}"
                      + (f"{r['test_accuracy']:10.4f}" if test else "")
                      + f"{r['sentences_per_second']:10.1f}")
+    made = (f"read from {report['from']}" if "from" in report else
+            f"{report['augmented']} augmented, {report['unlabeled']} unlabeled")
     lines.append(f"student speed-up over the teacher: {report['speedup']:.1f}x; transfer set "
-                 f"{report['transfer_size']} texts ({report['augmented']} augmented, "
-                 f"{report['unlabeled']} unlabeled)")
+                 f"{report['transfer_size']} texts ({report['new_texts']} new: {made})")
     return "\n".join(lines)
 
 
 __all__ = ["DistillResult", "DistillSettings", "distill", "distill_loss", "format_report",
-           "train_student"]
+           "read_transfer", "train_student", "write_transfer"]

@@ -58,11 +58,6 @@ class Service:
         self.batcher = Batcher(self._run, settings.max_batch, settings.max_wait_ms / 1000,
                                settings.max_queued)
 
-    @property
-    def task(self):
-        ft = self.model.finetuned
-        return None if ft is None else ft.task
-
     def info(self) -> dict[str, Any]:
         ft, s = self.model.finetuned, self.settings
         return {"status": "ok", "model": str(self.model.path), "backend": self.model.backend,
