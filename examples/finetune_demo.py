@@ -83,11 +83,10 @@ def unknown_share(tokenizer: ErnieTokenizer, data_dir: Path, task: str) -> float
 
 def main(pretrained_dir: str | Path = DEFAULT_PRETRAINED, out_dir: str | Path = DEFAULT_OUT,
          tasks: dict[str, DemoTask] | None = None, *, batch_size: int = 32,
-         micro_batch_size: int | None = 16, learning_rate: float = 5e-4, seed: int = 1,
+         micro_batch_size: int | None = None, learning_rate: float = 5e-4, seed: int = 1,
          precision: str = "fp32", progress: bool = True) -> dict:
     """Fine-tune every task from the pre-trained model and from random initialization; print
-    and return {task: {"pretrained": scores, "random": scores, ...}}. Micro-batches of 16 (the
-    same gradient as whole batches of 32) pad less: each holds examples of similar length."""
+    and return {task: {"pretrained": scores, "random": scores, ...}}."""
     pretrained_dir, out_dir = Path(pretrained_dir), Path(out_dir)
     if not (pretrained_dir / "config.json").is_file() or not (pretrained_dir / "vocab.txt").is_file():
         raise FileNotFoundError(f"{pretrained_dir}: no pre-trained model (config.json and "
