@@ -127,16 +127,20 @@ def report(results: dict, pretrained_dir: Path, config: dict, batch_size: int, l
           f"vocab {config['vocab_size']} (the pre-trained model's vocab.txt for both); "
           f"batch {batch_size}, learning rate {lr:g}, same steps for both")
     head = f"{'task':10s} {'train/dev/test':>15s} {'steps':>5s} {'[UNK]':>6s} {'metric':>8s} " \
-           f"{'pre-trained dev/test':>21s} {'random init dev/test':>21s}"
+           f"{'pre-trained dev/test':>21s} {'random init dev/test':>21s} {'test gain':>9s}"
     print(head)
     print("-" * len(head))
     for name, r in results.items():
         t = r["task"]
         cells = [f"{r[s]['dev']:.3f} / {r[s]['test']:.3f}" for s in ("pretrained", "random")]
+        gain = r["pretrained"]["test"] - r["random"]["test"]
         print(f"{name:10s} {'/'.join(map(str, t.sizes)):>15s} {t.steps:5d} {r['unk']:6.1%} "
-              f"{t.metric:>8s} {cells[0]:>21s} {cells[1]:>21s}")
+              f"{t.metric:>8s} {cells[0]:>21s} {cells[1]:>21s} {gain:+9.3f}")
     print("dev: best evaluation (after each epoch and at the end), which picks the model; "
-          "test: that model on the test split")
+          "test: that model on the test split; test gain: pre-trained minus random init")
+    forgetting = pretrained_dir.parent / "report" / "forgetting.md"
+    if forgetting.is_file():
+        print(f"How far pre-training got (held-out scores of its tasks): {forgetting}")
     print("Capped for time: the data sizes and steps above keep the four runs to a few "
           f"minutes on 2 CPU cores (this run: {seconds:.0f} s in all).")
     print("The NER sentences come from People's Daily, January 1998, the pre-training corpus "
