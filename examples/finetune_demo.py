@@ -88,7 +88,7 @@ def main(pretrained_dir: str | Path = DEFAULT_PRETRAINED, out_dir: str | Path = 
     """Fine-tune every task from the pre-trained model and from random initialization; print
     and return {task: {"pretrained": scores, "random": scores, ...}}."""
     pretrained_dir, out_dir = Path(pretrained_dir), Path(out_dir)
-    if not (pretrained_dir / "config.json").is_file() or not (pretrained_dir / "vocab.txt").is_file():
+    if not all((pretrained_dir / f).is_file() for f in ("config.json", "vocab.txt")):
         raise FileNotFoundError(f"{pretrained_dir}: no pre-trained model (config.json and "
                                 "vocab.txt); run the pre-training demo first "
                                 "(examples/pretrain_demo.py or `ernie2 pretrain demo_zh`)")

@@ -161,8 +161,9 @@ def test_ner_fine_tune_and_predict_tags(tiny, tmp_path):
                  "--max_steps", "3", "--lr", "1e-3", "--max_len", "64", "--crf", *FAST]) == 0
     back = read_ner_tsv(out / "test_out.tsv")
     assert len(back) == 12
-    (tmp_path / "new.jsonl").write_text('"新华社北京电"\n["人民", "日报"]\n', encoding="utf-8")
-    assert main(["predict", "--model", str(out / "best"), "--input", str(tmp_path / "new.jsonl"),
+    new = tmp_path / "new.jsonl"
+    new.write_text('"新华社北京电"\n["人民", "日报"]\n', encoding="utf-8")
+    assert main(["predict", "--model", str(out / "best"), "--input", str(new),
                  "--output", str(tmp_path / "tags.json")]) == 0
     preds = json.loads((tmp_path / "tags.json").read_text(encoding="utf-8"))
     assert preds[0]["tokens"] == list("新华社北京电") and len(preds[0]["tags"]) == 6

@@ -49,7 +49,8 @@ def test_demo_runs_at_a_tiny_size(tmp_path, capsys):
             assert (out / "best" / "finetune.json").is_file() and (out / "test_out.tsv").is_file()
         assert 0.0 <= results[name]["unk"] < 0.5
         row = next(line for line in printed.splitlines() if line.startswith(name))
-        assert f"{'/'.join(map(str, t.sizes))}" in row and f"{results[name]['pretrained']['test']:.3f}" in row
+        assert "/".join(map(str, t.sizes)) in row
+        assert f"{results[name]['pretrained']['test']:.3f}" in row
     # The data went through the real readers: TSV for sentiment, the column file for NER.
     assert (tmp_path / "out" / "data" / "sentiment" / "train.tsv").is_file()
     assert (tmp_path / "out" / "data" / "ner" / "train.txt").is_file()

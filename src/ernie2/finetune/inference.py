@@ -251,7 +251,8 @@ def find_mlm_head(ckpt, name: str | None = None) -> str:
                     if k.startswith("heads.")})
     if name is not None:
         if name not in heads:
-            raise ValueError(f"{ckpt.source}: no head {name!r} (heads: {', '.join(heads) or 'none'})")
+            raise ValueError(f"{ckpt.source}: no head {name!r} "
+                             f"(heads: {', '.join(heads) or 'none'})")
         return name
     vocab = ckpt.config.vocab_size
     fits = [h for h in heads if set(ckpt.heads(h)) == MLM_TENSORS
