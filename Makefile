@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ernie2-installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo quickstart test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
@@ -16,8 +16,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The main job: demo corpora and vocabs from installed packages, continual pre-training of a small
+# ERNIE (Chinese, ERNIE 2.0 stage order), then fine-tuning it against random initialization.
 demo: setup
-	$(PY) examples/demo.py
+	$(PY) -m ernie2 data demo --out data/demo
+	$(PY) -m ernie2 pretrain demo_zh
+	$(PY) examples/finetune_demo.py runs/demo_zh/final demo_out/finetune
+
+# The package's smallest end-to-end path: build, tokenize, encode, save, reload (seconds).
+quickstart: setup
+	$(PY) examples/quickstart.py
 
 test: setup
 	$(PY) -m pytest tests
@@ -26,4 +34,4 @@ bench: setup
 	$(PY) benchmarks/encode.py
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) demo_out runs data/demo .pytest_cache

@@ -1,11 +1,9 @@
-"""The main job, end to end on a CPU: build a small ERNIE, tokenize, encode, save, reload.
-
-(Continual pre-training replaces this once it lands.)
-"""
+"""The smallest end-to-end path on a CPU: train a vocab, build a small ERNIE, tokenize, encode,
+save and reload (`make quickstart`; the main job is `make demo`)."""
 
 from __future__ import annotations
 
-import tempfile
+import sys
 from pathlib import Path
 
 import torch
@@ -54,4 +52,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path("demo_out") if Path(".").resolve().name else Path(tempfile.mkdtemp()))
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("demo_out/quickstart"))
