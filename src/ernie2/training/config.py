@@ -307,12 +307,10 @@ def _find_line(text: str, path: list) -> int | None:
             hits = [j for j in range(start, len(lines)) if header.match(lines[j])]
             if len(hits) > nxt:
                 start = best = hits[nxt] + 1
-                best = hits[nxt] + 1
                 continue
             hits = [j for j in range(start, len(lines)) if yaml_key.match(lines[j])]
             if hits:
-                start = hits[0] + 1
-                best = hits[0] + 1
+                start = best = hits[0] + 1
             continue
         key = re.compile(r"^\s*(-\s*)?[\"']?" + re.escape(str(p)) + r"[\"']?\s*[=:]")
         header = re.compile(r"^\s*\[\s*" + re.escape(".".join(table)) + r"\s*\]")
