@@ -44,10 +44,18 @@ def main():
     ap.add_argument("--student_size", default="mini")
     ap.add_argument("--per_text", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=3, help="student passes over the transfer set")
+    ap.add_argument("--threads", type=int,
+                    help="torch threads; on a busy machine 1 can be several times faster than "
+                         "2, as threads wait for each other")
     ap.add_argument("--skip_infer", action="store_true", help="skip the int8 accuracy/speed run")
+    ap.add_argument("--unlabeled_rest", action="store_true",
+                    help="also give the students the reviews in none of the splits as unlabeled "
+                         "text (ERNIE Slim's case 1); outputs go to distill-<student>-unlabeled")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     work = Path(args.work)
     data = work / "data"
     if not (data / "test.tsv").exists():
@@ -77,9 +85,21 @@ def main():
                         str(teacher), "--data", str(data / "test.tsv"), "--texts", "600",
                         "--max_len", str(args.max_len), "--repeats", "2"], check=True)
 
+    unlabeled = None
+    if args.unlabeled_rest:
+        # Every review the splits did not take, labels dropped.
+        used = {ln.split("\t")[0] for f in ("train", "dev", "test")
+                for ln in (data / f"{f}.tsv").read_text(encoding="utf-8").splitlines()[1:]}
+        rest = [t for texts in samples.sentiment_texts().values() for t in texts
+                if t not in used and "\t" not in t]
+        unlabeled = work / "unlabeled.txt"
+        unlabeled.write_text("\n".join(rest) + "\n", encoding="utf-8")
+        print(f"{len(rest)} reviews in no split, given to the students without labels")
+
     reports, transfer = {}, None
+    suffix = "-unlabeled" if unlabeled else ""
     for student in args.students:
-        out = work / f"distill-{student}"
+        out = work / f"distill-{student}{suffix}"
         report_file = out / "report.json"
         if not report_file.exists():
             # The teacher labels the transfer set once; later students reuse it.
@@ -87,9 +107,10 @@ def main():
                 teacher=str(teacher), data_dir=str(data), output_dir=str(out), student=student,
                 student_size=args.student_size, epochs=args.epochs,
                 augment=AugmentOptions(per_text=args.per_text),
+                unlabeled=str(unlabeled) if unlabeled and not transfer else None,
                 transfer=str(transfer) if transfer else None))
         if transfer is None:
-            transfer = work / "transfer.tsv"
+            transfer = work / f"transfer{suffix}.tsv"
             transfer.write_bytes((out / "transfer.tsv").read_bytes())
         reports[student] = json.loads(report_file.read_text())
     for student, rep in reports.items():

@@ -20,6 +20,16 @@ from ernie2.inference.distill import DistillSettings, distill, distill_loss, for
 pytest.importorskip("snownlp")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine threads wait for each
+    other: one thread keeps these tests fast."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # ---------------------------------------------------------------------- the loss
 def test_loss_is_cross_entropy_for_one_hot_targets_and_kl_plus_entropy_otherwise():
     g = torch.Generator().manual_seed(0)
@@ -187,15 +197,10 @@ def _agreement(teacher_dir, predict, texts):
 
 def test_bow_student_learns_the_teacher_not_the_labels(sentiment):
     root, data = sentiment
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only contend on a shared machine
-    try:
-        result = distill(DistillSettings(
-            str(root / "teacher"), str(data), str(root / "bow"), student="bow", epochs=4,
-            batch_size=16, bow_segmenter="chars", augment=AugmentOptions(per_text=2),
-            progress=False))
-    finally:
-        torch.set_num_threads(threads)
+    result = distill(DistillSettings(
+        str(root / "teacher"), str(data), str(root / "bow"), student="bow", epochs=4,
+        batch_size=16, bow_segmenter="chars", augment=AugmentOptions(per_text=2),
+        progress=False))
     rep = result.report
     texts = [ln.split("\t")[0] for ln in (data / "test.tsv").read_text().splitlines()[1:]]
     student = BowClassifier.load(result.student_dir)

@@ -31,6 +31,16 @@ from test_serve_helpers import make_models  # noqa: E402
 TEXTS = ["我爱北京天安门", "这个东西质量很好", "太差了", "abc 好"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine threads wait for each
+    other: one thread keeps these tests fast."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     return make_models(tmp_path_factory.mktemp("serve"))
@@ -253,7 +263,7 @@ def test_cli_serve_binds_loopback_and_answers(models, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "ernie2", "serve", "--model", str(models["encoder"]),
-         "--port", "0", "--backend", "int8", "--log_level", "info"],
+         "--port", "0", "--backend", "int8", "--threads", "1", "--log_level", "info"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         url, lines = None, []

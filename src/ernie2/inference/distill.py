@@ -97,7 +97,8 @@ def distill_loss(logits: torch.Tensor, teacher_probs: torch.Tensor, labels: torc
 
 
 class _Student:
-    """What the loop needs of a student: a module, how to batch texts, accuracy, saving."""
+    """What the loop needs of a student: a module, how to batch transfer rows, how to predict
+    texts, how to save itself."""
 
     def __init__(self, module: nn.Module, make_batch: Callable[[Sequence[int]], dict],
                  predict: Callable[[Sequence[str]], list[dict]],
