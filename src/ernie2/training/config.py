@@ -99,6 +99,8 @@ class TrainSection:
         "how processes share the data: documents (each reads its own documents; cheap) or "
         "examples (each builds every example and keeps its share: N processes train on exactly "
         "the batches of 1)", "documents")
+    shuffle_buffer: int = doc("examples each task's stream shuffles among (0: none), so that a "
+                              "batch mixes many documents", 2048)
     batch_size: int = doc("examples per optimizer step, over all processes", 32)
     micro_batch_size: int | None = doc("examples per forward pass (gradient accumulation when "
                                        "smaller than the per-process share)", None)
@@ -489,6 +491,8 @@ def validate(cfg: PretrainConfig, text: str | None = None) -> None:
     if tr.micro_batch_tokens is not None and tr.micro_batch_tokens < m.max_len:
         raise r.fail(["train", "micro_batch_tokens"],
                      f"must hold at least one example of max_len {m.max_len}")
+    if tr.shuffle_buffer < 0:
+        raise r.fail(["train", "shuffle_buffer"], f"must be >= 0, got {tr.shuffle_buffer}")
     if tr.lr <= 0:
         raise r.fail(["train", "lr"], "must be positive")
     if len(tr.betas) != 2 or not all(0 <= b < 1 for b in tr.betas):

@@ -36,8 +36,8 @@ from ernie2.training.loop import LoopState, Trainer
 from ernie2.training.multitask import (MultiTaskModel, grow_task_embedding,
                                        remap_optimizer_state, step_fn)
 from ernie2.training.optim import WarmupLinear, make_optimizer, warmup_steps
-from ernie2.training.precision import (measure_peak_flops, resolve_device,
-                                       resolve_precision)
+from ernie2.training.precision import (choose_cpu_precision, measure_peak_flops,
+                                       resolve_device, resolve_precision)
 from ernie2.training.reporting import MetricLogger, format_record
 from ernie2.training.schedule import Plan, StageSpec, build_plan
 from ernie2.training.streams import heldout_examples, train_stream
@@ -206,7 +206,8 @@ class PretrainRun:
             spec, frac = self._corpus(t.name)
             self.streams[t.name] = train_stream(
                 self.tasks[t.name], spec, seed=cfg.seed, heldout=frac, rank=self.rank,
-                world=self.world, sharding=cfg.train.sharding)
+                world=self.world, sharding=cfg.train.sharding,
+                shuffle=cfg.train.shuffle_buffer)
             if frac > 0:
                 self.heldout[t.name] = heldout_examples(
                     self._make_task(t.name), spec, seed=cfg.seed, heldout=frac,
@@ -215,6 +216,10 @@ class PretrainRun:
                 logger.warning("task %s: its corpus holds nothing out (heldout = 0): it is not "
                                "evaluated", t.name)
         self.chance = {n: chance_level(exs) for n, exs in self.heldout.items()}
+        if cfg.train.precision == "auto" and self.device.type == "cpu" and self.precision == "bf16":
+            self.precision, _ = choose_cpu_precision(encoder, cfg.model.max_len)
+            if self.world > 1:  # every rank must agree: rank 0 decides
+                self.precision = dist_util.all_gather_objects(self.precision)[0]
         vocab = encoder.config.vocab_size
         self.lm_like = {n: is_lm_like(t, vocab) for n, t in self.tasks.items()}
         peak = cfg.log.peak_tflops * 1e12 if cfg.log.peak_tflops else None
@@ -242,6 +247,20 @@ class PretrainRun:
                 if name not in self.model.heads:
                     torch.manual_seed(_seed_of(self.cfg.seed, 0x4E, self.task_ids[name]))
                     self.model.add_task(name, self.tasks[name])
+                    self._load_head(name)
+
+    def _load_head(self, name: str) -> None:
+        """A head of the same name in the starting checkpoint (e.g. a stage model) is kept."""
+        saved = self._ckpt.heads(name) if self._ckpt is not None else {}
+        if not saved:
+            return
+        try:
+            self.model.heads[name].load_state_dict(saved)
+        except RuntimeError as exc:
+            raise ValueError(f"{self.cfg.model.init_from}: head {name!r} does not fit this "
+                             f"task's head: {str(exc).splitlines()[0]}; give the task another "
+                             "name to start it fresh") from None
+        logger.info("head %s: loaded from %s", name, self.cfg.model.init_from)
 
     # ------------------------------------------------------------------ one stage
     def _scheduler(self, opt, s: int, lr: float) -> WarmupLinear:

@@ -11,6 +11,10 @@ the two ways of sharding them over ranks.
 
 from __future__ import annotations
 
+import logging
+import random
+import zlib
+from dataclasses import asdict
 from typing import Any
 
 from ernie2.tasks.base import Example
@@ -18,60 +22,117 @@ from ernie2.tasks.stream import ExampleStream, stream_examples
 
 SHARDING = ("documents", "examples")
 
+logger = logging.getLogger(__name__)
+
 
 class TaskStream:
-    """`next(stream)` -> Example; `state_dict()` / `load_state_dict()` resume exactly."""
+    """`next(stream)` -> Example; `state_dict()` / `load_state_dict()` resume exactly.
 
-    def __init__(self, stream: ExampleStream, rank: int = 0, world: int = 1):
+    shuffle: the size of a shuffle buffer (0: none). A stream yields a document's examples one
+    after another (up to 16 from a long document); without a buffer a batch of 32 holds two or
+    three documents, and its gradient is far noisier than that of 32 independent examples.
+    The buffer holds `shuffle` examples and answers each `next` with a random one of them,
+    refilled from the stream. Its contents and random state are part of the state, so a
+    resumed run draws the same examples. With example sharding the buffer sits before the
+    rank's share (same seed on every rank), so N processes still see the batches of 1."""
+
+    def __init__(self, stream: ExampleStream, rank: int = 0, world: int = 1,
+                 shuffle: int = 0, seed: int = 0):
+        if shuffle < 0:
+            raise ValueError(f"shuffle buffer size must be >= 0, got {shuffle}")
         self.stream = stream
         self.rank, self.world = rank, world  # example-level sharding (stream sees every doc)
         self.started = False
         self._it = None
+        self.shuffle = shuffle
+        self.buffer: list[Example] = []
+        self.rng = random.Random(seed)
 
     def __iter__(self):
         return self
 
-    def __next__(self) -> Example:
+    def _pull(self) -> Example:
         if self._it is None:
             self._it = iter(self.stream)
+        if not self.shuffle:
+            return next(self._it)
+        while len(self.buffer) < self.shuffle:
+            self.buffer.append(next(self._it))
+        k = self.rng.randrange(len(self.buffer))
+        example, self.buffer[k] = self.buffer[k], self.buffer[-1]
+        self.buffer.pop()
+        return example
+
+    def __next__(self) -> Example:
         skip = self.world - 1 if self.started else self.rank
         for _ in range(skip):
-            next(self._it)
+            self._pull()
         self.started = True
-        return next(self._it)
+        return self._pull()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"stream": self.stream.state_dict(), "started": self.started}
+        state = {"stream": self.stream.state_dict(), "started": self.started}
+        if self.shuffle:
+            version, internal, gauss = self.rng.getstate()
+            state["shuffle"] = {"size": self.shuffle, "rng": [version, list(internal), gauss],
+                                "buffer": [asdict(ex) for ex in self.buffer]}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state.get("shuffle")
+        if (saved["size"] if saved else 0) != self.shuffle:
+            raise ValueError(f"the checkpoint's shuffle buffer holds "
+                             f"{saved['size'] if saved else 0} examples, this run's "
+                             f"{self.shuffle}: resume with the same train.shuffle_buffer")
         self.stream.load_state_dict(state["stream"])
         self.started = bool(state["started"])
         self._it = None
+        if saved:
+            version, internal, gauss = saved["rng"]
+            self.rng.setstate((version, tuple(internal), gauss))
+            self.buffer = [Example(**ex) for ex in saved["buffer"]]
 
 
 def train_stream(task, corpus: dict, *, seed: int, heldout: float, rank: int, world: int,
-                 sharding: str = "documents") -> TaskStream:
+                 sharding: str = "documents", shuffle: int = 0) -> TaskStream:
     if sharding not in SHARDING:
         raise ValueError(f"sharding must be one of {', '.join(SHARDING)}, got {sharding!r}")
     by_doc = sharding == "documents"
     stream = stream_examples(task, corpus, seed=seed, rank=rank if by_doc else 0,
                              world_size=world if by_doc else 1, split="train", heldout=heldout,
                              heldout_seed=seed)
-    return TaskStream(stream, 0 if by_doc else rank, 1 if by_doc else world)
+    # Documents sharding: each rank shuffles its own examples; examples sharding: every rank
+    # shuffles the global stream alike, then keeps its share.
+    buffer_seed = zlib.crc32(f"{seed}/{task.name}/{rank if by_doc else 0}".encode("utf-8"))
+    return TaskStream(stream, 0 if by_doc else rank, 1 if by_doc else world, shuffle=shuffle,
+                      seed=buffer_seed)
 
 
 def heldout_examples(task, corpus: dict, *, seed: int, heldout: float, n: int,
-                     name: str) -> list[Example]:
-    """The first `n` examples of the documents set aside for evaluation (same on every rank)."""
+                     name: str, max_passes: int = 16) -> list[Example]:
+    """Up to `n` distinct examples of the documents set aside for evaluation (same on every
+    rank). One example per document per pass (further passes draw new ones, at most
+    `max_passes`), so that the set spreads over as many documents as it can rather than taking
+    a few documents' many examples; an example drawn twice is kept once, so that a task with
+    few distinct held-out examples (e.g. discourse pairs mined from a small corpus) is not
+    scored on copies."""
     stream = iter(stream_examples(task, corpus, seed=seed, split="eval", heldout=heldout,
-                                  heldout_seed=seed))
-    out = []
+                                  heldout_seed=seed, max_builds_per_doc=1, epochs=max_passes))
+    out, seen = [], set()
     try:
         for ex in stream:
+            key = (tuple(ex.input_ids), tuple(ex.sent_ids),
+                   tuple(ex.labels) if isinstance(ex.labels, list) else ex.labels)
+            if key in seen:
+                continue
+            seen.add(key)
             out.append(ex)
             if len(out) >= n:
                 break
     except ValueError as exc:
         raise ValueError(f"task {name}: no held-out example ({exc}); raise eval.heldout or "
                          "give the corpus more documents") from None
+    if len(out) < n:
+        logger.warning("task %s: only %d distinct held-out examples (eval.examples = %d); "
+                       "raise eval.heldout for more", name, len(out), n)
     return out
