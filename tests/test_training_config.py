@@ -134,6 +134,13 @@ def test_overrides_and_command_line_values(tmp_path):
     assert parse_override("train.betas=[0.9, 0.98]") == ("train.betas", [0.9, 0.98])
     with pytest.raises(ConfigError, match="train.lr"):
         load_config(tmp_path / "a.toml", {"train.lr": "fast"})
+    # a number indexes a list of tables; the file's other stages are untouched
+    cfg = load_config(tmp_path / "a.toml", {"stages.1.steps": 7, "stages.0.tasks.0.weight": 2.0})
+    assert [st.steps for st in cfg.stages] == [10, 7] and cfg.stages[0].tasks[0].weight == 2.0
+    with pytest.raises(ConfigError, match="stages has 2 entries, indexed 0..1"):
+        load_config(tmp_path / "a.toml", {"stages.2.steps": 7})
+    with pytest.raises(ConfigError, match="seed is not a table"):
+        load_config(tmp_path / "a.toml", {"seed.x": 1})
 
 
 def test_cli_check_prints_the_plan(tmp_path, capsys):

@@ -370,19 +370,37 @@ def _parse(path: Path, text: str) -> dict:
 
 
 def _apply_overrides(raw: dict, overrides: dict[str, Any], name: str) -> dict:
+    """Set dotted keys; a number indexes a list of tables (`stages.2.steps`)."""
     for dotted, value in overrides.items():
-        node = raw
+        node: Any = raw
         parts = dotted.split(".")
-        for p in parts[:-1]:
-            nxt = node.get(p)
-            if nxt is None:
-                nxt = node[p] = {}
-            elif not isinstance(nxt, dict):
-                raise ConfigError(f"{name}: override {dotted}: {p} is not a table")
+        for i, p in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                if not p.isdigit() or int(p) >= len(node):
+                    raise ConfigError(f"{name}: override {dotted}: {'.'.join(parts[:i])} has "
+                                      f"{len(node)} entries, indexed 0..{len(node) - 1}")
+                key: Any = int(p)
+                nxt = node[key]
+            elif isinstance(node, dict):
+                key, nxt = p, node.get(p)
             else:
-                nxt = node[p] = dict(nxt)
-            node = nxt
-        node[parts[-1]] = value
+                raise ConfigError(f"{name}: override {dotted}: {'.'.join(parts[:i])} is not a "
+                                  "table")
+            if last:
+                node[key] = value
+            else:
+                if nxt is None:
+                    nxt = {}
+                elif isinstance(nxt, dict):
+                    nxt = dict(nxt)
+                elif isinstance(nxt, list):
+                    nxt = list(nxt)
+                else:
+                    raise ConfigError(f"{name}: override {dotted}: {'.'.join(parts[:i + 1])} is "
+                                      "not a table")
+                node[key] = nxt
+                node = nxt
     return raw
 
 
