@@ -6,7 +6,9 @@ Variants (each in its own subprocess, so its peak memory is its own):
              logits over the whole vocab at every position (what its MLM loss needs);
 - ours_fp32: ErnieModel + MaskedLMHead through the training loop (logits only at masked
              positions, SDPA attention, fused AdamW, batches packed by token budget);
-- ours_bf16: the same under bf16 autocast (fp32 master weights).
+- ours_bf16: the same under bf16 autocast (fp32 master weights);
+- ours_compile: ours_fp32 with the encoder and head under torch.compile (dynamic shapes; the
+             compile happens in the warm-up steps, which are not timed).
 Both sides train on the same examples each step (lengths drawn from a fixed distribution, 15%
 of tokens masked), so tokens/s counts the same real (non-padding) tokens. The machine's matmul
 throughput is measured in the same run, in each precision, for MFU.
@@ -138,6 +140,9 @@ def run_variant(name: str, args) -> dict:
         from ernie2.model.checkpoint import read_checkpoint
         head.load_state_dict(read_checkpoint(weights).heads("mlm"))
         module = torch.nn.ModuleDict({"encoder": encoder, "head": head}).train()
+        if name == "ours_compile":
+            module["encoder"] = torch.compile(encoder, dynamic=True)
+            module["head"] = torch.compile(head, dynamic=True)
 
         def step_fn(model, batch):
             ids, labels, mask = batch
