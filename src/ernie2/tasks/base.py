@@ -15,6 +15,8 @@ state kept across documents (e.g. a reservoir of recent documents), so a stream 
 from __future__ import annotations
 
 import importlib
+import sys
+import zlib
 import importlib.util
 import random
 from dataclasses import dataclass, field
@@ -123,9 +125,20 @@ def load_factory(spec: str) -> TaskFactory:
         path = Path(target)
         if not path.is_file():
             raise FileNotFoundError(f"custom task file {path} not found")
-        mod_spec = importlib.util.spec_from_file_location(f"ernie2_user_task_{path.stem}", path)
-        module = importlib.util.module_from_spec(mod_spec)
-        mod_spec.loader.exec_module(module)
+        # Registered in sys.modules (one name per file), as an import would be: torch.compile
+        # and pickling look classes up by module name, and a second load reuses the first.
+        resolved = path.resolve()
+        name = f"ernie2_user_task_{path.stem}_{zlib.crc32(str(resolved).encode()):08x}"
+        module = sys.modules.get(name)
+        if module is None:
+            mod_spec = importlib.util.spec_from_file_location(name, resolved)
+            module = importlib.util.module_from_spec(mod_spec)
+            sys.modules[name] = module
+            try:
+                mod_spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[name]
+                raise
     else:
         module = importlib.import_module(target)
     try:
