@@ -20,14 +20,7 @@ from ernie2.inference.distill import DistillSettings, distill, distill_loss, for
 pytest.importorskip("snownlp")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine threads wait for each
-    other: one thread keeps these tests fast."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------------- the loss

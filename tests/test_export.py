@@ -20,14 +20,7 @@ from test_serve_helpers import make_models  # noqa: E402
 TEXTS = ["我爱北京天安门", "这个东西质量很好", "太差了", "abc 好", "很好很好很好很好很好很好"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine threads wait for each
-    other: one thread keeps these tests fast."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

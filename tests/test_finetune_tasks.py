@@ -18,13 +18,7 @@ from ernie2.model import ErnieConfig, ErnieModel
 from ernie2.tokenizer import ErnieTokenizer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models run fastest on one thread, and other processes may share the cores.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # fp32 (bf16 autocast is slower than fp32 for tiny models on CPU), no peak-FLOPs measurement.
