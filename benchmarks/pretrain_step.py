@@ -71,18 +71,10 @@ def pad(examples, width: int | None = None):
 
 
 def pack_by_tokens(examples, budget: int):
-    """Sort by length and fill micro-batches up to `budget` padded tokens."""
-    order = sorted(examples, key=lambda e: -len(e[0]))
-    batches, cur = [], []
-    for e in order:
-        width = len(cur[0][0]) if cur else len(e[0])
-        if cur and width * (len(cur) + 1) > budget:
-            batches.append(cur)
-            cur = []
-        cur.append(e)
-    if cur:
-        batches.append(cur)
-    return batches
+    """Micro-batches of at most `budget` padded tokens, longest first: the trainer's packing."""
+    from ernie2.training.data import pack
+    return [[examples[i] for i in group]
+            for group in pack([len(ids) for ids, _ in examples], None, budget)]
 
 
 def peak_matmul(precision: str, n: int = 2048, seconds: float = 1.0) -> float:
