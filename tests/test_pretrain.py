@@ -98,6 +98,24 @@ def test_stopped_and_resumed_run_ends_with_the_same_weights(uninterrupted, tmp_p
     assert [h["results"] for h in resumed.history] == [h["results"] for h in full.history]
 
 
+def test_resume_keeps_the_precision_auto_chose(uninterrupted, tmp_path, monkeypatch):
+    """precision = "auto" times fp32 against bf16 on a CPU that has bf16; the timing may come out
+    the other way when the run resumes, and the resumed run must keep the checkpoint's choice."""
+    import importlib
+    pt = importlib.import_module("ernie2.training.pretrain")  # the package exports pretrain()
+    cfg, full = uninterrupted
+    cfg = {**cfg, "output_dir": str(tmp_path / "run"),
+           "train": {**cfg["train"], "precision": "auto"}}
+    monkeypatch.setattr(pt, "resolve_precision", lambda precision, device: "bf16")
+    monkeypatch.setattr(pt, "choose_cpu_precision", lambda encoder, seq_len: ("fp32", {}))
+    first = pretrain(cfg, max_steps=7)
+    assert first.steps == 7
+    monkeypatch.setattr(pt, "choose_cpu_precision", lambda encoder, seq_len: ("bf16", {}))
+    resumed = pretrain(cfg, resume=True)
+    assert resumed.completed
+    _assert_same(_weights(full), _weights(resumed))
+
+
 def test_killed_subprocess_resumes_to_the_same_weights(tmp_path):
     cfg = base_config(tmp_path, **{"stages": None})
     cfg["stages"] = [{"name": "words", "steps": 15, "tasks": [{"task": spec("ToyMLM"),

@@ -291,6 +291,7 @@ class PretrainRun:
     def _save(self, step: int, s: int, trainer: Trainer, feeder: StageFeeder) -> None:
         token = self.logger.pause()
         meta = {"stage": s, "global_step": step, "plan": _plan_summary(self.plan),
+                "precision": self.precision,
                 "trainer": {k: v for k, v in trainer.state_dict().items() if k != "optimizer"},
                 "history": self.history, "config": self.cfg.to_dict()}
         rank_state = {"rng": rng_state(), "feeder_position": feeder.position,
@@ -330,6 +331,13 @@ class PretrainRun:
                 if loaded.meta["plan"] != _plan_summary(plan):
                     raise ValueError(f"{path} was written for a different plan (stages, steps, "
                                      f"tasks or ids changed); start a new output_dir")
+                # `precision = "auto"` on a CPU is a timing; the resumed run keeps the choice
+                # the checkpoint was trained with, so that it continues the same computation.
+                saved = loaded.meta.get("precision")
+                if cfg.train.precision == "auto" and saved and saved != self.precision:
+                    logger.info("precision: %s, as the checkpoint (auto chose %s this time)",
+                                saved, self.precision)
+                    self.precision = saved
                 s = int(loaded.meta["stage"])
                 for k in range(s + 1):
                     self._grow(k)
