@@ -14,7 +14,8 @@ from ernie2.finetune.inference import encode, load_encoder_and_tokenizer, load_m
 from ernie2.finetune.readers import read_ner_tsv, read_text_tsv
 from ernie2.model import ErnieConfig, ErnieModel, MaskedLMHead
 from ernie2.tokenizer import ErnieTokenizer
-from test_finetune_tasks import _one_thread  # noqa: F401 (autouse: one torch thread)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # fp32, no progress bar, no TensorBoard, no peak-FLOPs measurement
 FAST = ["--precision", "fp32", "--no_progress", "--tensorboard", "off", "--peak_tflops", "1"]

@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 from ernie2.finetune import samples
 from ernie2.model import ErnieConfig, ErnieModel
 from ernie2.tokenizer import ErnieTokenizer
-from test_finetune_tasks import _one_thread  # noqa: F401 (autouse: one torch thread)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
 

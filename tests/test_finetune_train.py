@@ -19,7 +19,9 @@ from ernie2.model import ErnieModel
 from ernie2.tokenizer import ErnieTokenizer
 from ernie2.training.loop import Trainer
 from ernie2.training.precision import measure_peak_flops
-from test_finetune_tasks import FAST, _one_thread, make_pretrained  # noqa: F401 (autouse)
+from test_finetune_tasks import FAST, make_pretrained
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
 
