@@ -15,10 +15,10 @@ state kept across documents (e.g. a reservoir of recent documents), so a stream 
 from __future__ import annotations
 
 import importlib
-import sys
-import zlib
 import importlib.util
 import random
+import sys
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Protocol, runtime_checkable

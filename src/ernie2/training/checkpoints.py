@@ -70,10 +70,21 @@ def _unjson(obj: Any) -> Any:
     return obj
 
 
+def random_state_to_json(state: tuple) -> list:
+    """A `random.Random` state (version, tuple of ints, gauss) as JSON-able lists."""
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def random_state_from_json(state: list) -> tuple:
+    version, internal, gauss = state
+    return version, tuple(internal), gauss
+
+
 def rng_state() -> dict:
     """Every RNG the run draws from: Python, NumPy, torch CPU and CUDA."""
-    py = random.getstate()
-    state = {"python": [py[0], list(py[1]), py[2]], "numpy": list(np.random.get_state()),
+    state = {"python": random_state_to_json(random.getstate()),
+             "numpy": list(np.random.get_state()),
              "torch": bytes(torch.get_rng_state().numpy())}
     if torch.cuda.is_available():
         state["cuda"] = [bytes(s.numpy()) for s in torch.cuda.get_rng_state_all()]
@@ -81,8 +92,7 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    v, internal, gauss = state["python"]
-    random.setstate((v, tuple(internal), gauss))
+    random.setstate(random_state_from_json(state["python"]))
     np_state = state["numpy"]
     np.random.set_state((np_state[0], np.asarray(np_state[1], dtype=np.uint32), *np_state[2:]))
     torch.set_rng_state(torch.frombuffer(bytearray(state["torch"]), dtype=torch.uint8))
@@ -195,19 +205,24 @@ class CheckpointManager:
         found = self.list()
         return found[-1] if found else None
 
+    @staticmethod
+    def read_meta(path: str | os.PathLike) -> dict:
+        """A checkpoint's trainer.json: counters, plan, history, precision (no tensors)."""
+        meta_file = Path(path) / "trainer.json"
+        try:
+            return _unjson(json.loads(meta_file.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: not a checkpoint (no trainer.json)") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{meta_file}: damaged ({exc})") from None
+
     def load(self, path: str | os.PathLike | None = None) -> Loaded:
         from safetensors.torch import load_file
 
         path = Path(path) if path is not None else self.latest()
         if path is None:
             raise FileNotFoundError(f"{self.directory}: no checkpoint to resume from")
-        meta_file = path / "trainer.json"
-        try:
-            meta = _unjson(json.loads(meta_file.read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: not a checkpoint (no trainer.json)") from None
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{meta_file}: damaged ({exc})") from None
+        meta = self.read_meta(path)
         world = dist_util.world_size()
         if int(meta.get("world_size", 1)) != world:
             raise ValueError(f"{path} was written by {meta.get('world_size')} process(es); "

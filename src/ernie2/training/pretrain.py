@@ -217,7 +217,11 @@ class PretrainRun:
                                "evaluated", t.name)
         self.chance = {n: chance_level(exs) for n, exs in self.heldout.items()}
         if cfg.train.precision == "auto" and self.device.type == "cpu" and self.precision == "bf16":
-            self.precision, _ = choose_cpu_precision(encoder, cfg.model.max_len)
+            # A timing, so it may come out the other way next time: a resumed run keeps the
+            # choice its checkpoint was trained with and continues the same computation.
+            resumed = self.ckpt.latest() if self.resume else None
+            saved = self.ckpt.read_meta(resumed).get("precision") if resumed else None
+            self.precision = saved or choose_cpu_precision(encoder, cfg.model.max_len)[0]
             if self.world > 1:  # every rank must agree: rank 0 decides
                 self.precision = dist_util.all_gather_objects(self.precision)[0]
         vocab = encoder.config.vocab_size
@@ -331,13 +335,6 @@ class PretrainRun:
                 if loaded.meta["plan"] != _plan_summary(plan):
                     raise ValueError(f"{path} was written for a different plan (stages, steps, "
                                      f"tasks or ids changed); start a new output_dir")
-                # `precision = "auto"` on a CPU is a timing; the resumed run keeps the choice
-                # the checkpoint was trained with, so that it continues the same computation.
-                saved = loaded.meta.get("precision")
-                if cfg.train.precision == "auto" and saved and saved != self.precision:
-                    logger.info("precision: %s, as the checkpoint (auto chose %s this time)",
-                                saved, self.precision)
-                    self.precision = saved
                 s = int(loaded.meta["stage"])
                 for k in range(s + 1):
                     self._grow(k)

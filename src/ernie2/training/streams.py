@@ -17,6 +17,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ernie2.tasks.base import Example
+from ernie2.training.checkpoints import random_state_from_json, random_state_to_json
 from ernie2.tasks.stream import ExampleStream, stream_examples
 
 SHARDING = ("documents", "examples")
@@ -70,8 +71,8 @@ class TaskStream:
     def state_dict(self) -> dict[str, Any]:
         state = {"stream": self.stream.state_dict(), "started": self.started}
         if self.shuffle:
-            version, internal, gauss = self.rng.getstate()
-            state["shuffle"] = {"size": self.shuffle, "rng": [version, list(internal), gauss],
+            state["shuffle"] = {"size": self.shuffle,
+                                "rng": random_state_to_json(self.rng.getstate()),
                                 "buffer": [asdict(ex) for ex in self.buffer]}
         return state
 
@@ -85,8 +86,7 @@ class TaskStream:
         self.started = bool(state["started"])
         self._it = None
         if saved:
-            version, internal, gauss = saved["rng"]
-            self.rng.setstate((version, tuple(internal), gauss))
+            self.rng.setstate(random_state_from_json(saved["rng"]))
             self.buffer = [Example(**ex) for ex in saved["buffer"]]
 
 
