@@ -19,6 +19,7 @@ from ernie2.model.config import ErnieConfig
 from ernie2.model.modeling import ErnieModel
 from ernie2.tasks import (IGNORE_INDEX, REGISTRY, Document, ExampleStream, Sentence, collate,
                           create_task, iter_batches, stream_examples)
+from ernie2.tasks.common import pool
 from ernie2.tokenizer import ErnieTokenizer
 
 TASKS = sorted(REGISTRY)
@@ -296,3 +297,43 @@ def test_build_small_demo_is_cached(demo_small):  # noqa: F811
     stamp = (demo_small / "demo.json").stat().st_mtime_ns
     assert build_small_demo(demo_small.parent) == demo_small
     assert (demo_small / "demo.json").stat().st_mtime_ns == stamp
+
+
+# ------------------------------------------------------------------ sentence-level pooling
+SEQUENCE_TASKS = [n for n in TASKS if getattr(REGISTRY[n], "kind", None) == "sequence"]
+
+
+def test_pooling_reads_pooler_cls_or_the_mean_of_real_tokens():
+    torch.manual_seed(0)
+    encoded = torch.randn(2, 4, 3)
+    pooled = torch.randn(2, 3)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    assert pool("pooler", pooled, encoded, mask) is pooled
+    assert torch.equal(pool("cls", pooled, encoded, mask), encoded[:, 0])
+    # hand-worked: the mean of the real (unpadded) positions only
+    want = torch.stack([encoded[0, :3].sum(0) / 3, encoded[1, :2].sum(0) / 2])
+    torch.testing.assert_close(pool("mean", pooled, encoded, mask), want)
+    with pytest.raises(ValueError, match="needs an encoder with a pooler"):
+        pool("pooler", None, encoded, mask)
+
+
+@pytest.mark.parametrize("name", SEQUENCE_TASKS)
+def test_sequence_tasks_take_a_pooling_option(name):
+    tok = make_tokenizer(["a", "b", "c"])
+    assert create_task(name, tokenizer=tok).pooling == "pooler"
+    with pytest.raises(ValueError, match="pooling must be one of pooler, cls, mean, got 'max'"):
+        create_task(name, tokenizer=tok, pooling="max")
+    task = create_task(name, tokenizer=tok, pooling="cls")
+    config = ErnieConfig.from_name("test", vocab_size=tok.vocab_size)
+    model = ErnieModel(config)
+    head = task.make_head(config, model)
+    model.eval(), head.eval()  # no dropout: the loss is compared with one computed here
+    ids = torch.tensor([[tok.cls_id, 5, tok.sep_id, 6, tok.sep_id]] * 2)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+             "labels": torch.tensor([0, 1])}
+    pooled, encoded = model(ids)
+    loss, _ = task.compute(head, pooled, encoded, batch)
+    want = torch.nn.functional.cross_entropy(head(encoded[:, 0]), batch["labels"])
+    torch.testing.assert_close(loss, want)
+    loss.backward()
+    assert model.pooler.dense.weight.grad is None  # the pooler is not in the path

@@ -447,8 +447,34 @@ def sequence_make_head(task, config, encoder):
     return sequence_head(config, task.num_classes)
 
 
+POOLINGS = ("pooler", "cls", "mean")
+
+
+def check_pooling(pooling: str) -> str:
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    return pooling
+
+
+def pool(how: str, pooled: torch.Tensor | None, encoded: torch.Tensor,
+         attention_mask: torch.Tensor) -> torch.Tensor:
+    """The vector a sentence-level head reads: "pooler", the encoder's pooled [CLS] output
+    (tanh(dense([CLS])), as ERNIE's heads); "cls", the last layer's [CLS] state itself; "mean",
+    the mean of the last layer's token states (padding left out)."""
+    if how == "pooler":
+        if pooled is None:
+            raise ValueError("pooling='pooler' needs an encoder with a pooler (has_pooler); "
+                             "use pooling='cls' or 'mean'")
+        return pooled
+    if how == "cls":
+        return encoded[:, 0]
+    mask = attention_mask[:, :encoded.shape[1]].unsqueeze(-1).to(encoded.dtype)
+    return (encoded * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
 def sequence_task_compute(task, head, pooled, encoded, batch):
-    return sequence_compute(head, pooled, batch)
+    how = getattr(task, "pooling", "pooler")
+    return sequence_compute(head, pool(how, pooled, encoded, batch["attention_mask"]), batch)
 
 
 def token_make_head(task, config, encoder):

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from ernie2.corpus.annotate import resource_path
 from ernie2.tasks.base import Document, Example, register
-from ernie2.tasks.common import (TaskStats, as_tokenizer, encode_text, read_labeled_pairs,
-                                 sequence_example, sequence_make_head, sequence_task_compute,
-                                 tokenize_sentences)
+from ernie2.tasks.common import (TaskStats, as_tokenizer, check_pooling, encode_text,
+                                 read_labeled_pairs, sequence_example, sequence_make_head,
+                                 sequence_task_compute, tokenize_sentences)
 
 _STRIP_AFTER_MARKER = " ,，、:：;；"
 
@@ -89,8 +89,9 @@ class DiscourseRelation:
 
     def __init__(self, tokenizer=None, max_len: int = 128, task_id: int = 0,
                  markers: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
-                 name: str = "discourse_relation"):
+                 pooling: str = "pooler", name: str = "discourse_relation"):
         self.tok = as_tokenizer(tokenizer)
+        self.pooling = check_pooling(pooling)
         self.max_len, self.task_id, self.name = max_len, task_id, name
         self.table = MarkerTable.read(markers or resource_path("discourse_markers.tsv"))
         self.relations = self.table.relations

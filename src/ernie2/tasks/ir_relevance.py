@@ -9,8 +9,8 @@ import re
 
 from ernie2.corpus.text import is_cjk
 from ernie2.tasks.base import Document, Example, register
-from ernie2.tasks.common import (Reservoir, TaskStats, as_tokenizer, doc_key, encode_text,
-                                 read_labeled_pairs, reservoir_load_state_dict,
+from ernie2.tasks.common import (Reservoir, TaskStats, as_tokenizer, check_pooling, doc_key,
+                                 encode_text, read_labeled_pairs, reservoir_load_state_dict,
                                  reservoir_state_dict, sequence_example, sequence_make_head,
                                  sequence_task_compute)
 from ernie2.tasks.token_document_relation import default_stop_words
@@ -63,8 +63,10 @@ class IRRelevance:
 
     def __init__(self, tokenizer=None, max_len: int = 128, task_id: int = 0,
                  data: str | os.PathLike | None = None, reservoir: int = 128,
-                 min_related: int | None = None, name: str = "ir_relevance"):
+                 min_related: int | None = None, pooling: str = "pooler",
+                 name: str = "ir_relevance"):
         self.tok = as_tokenizer(tokenizer)
+        self.pooling = check_pooling(pooling)
         self.max_len, self.task_id, self.name = max_len, task_id, name
         self.rows = read_labeled_pairs(data, ["query", "text_a"], ["title", "text_b"],
                                        _label) if data else None

@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 
 from ernie2.tasks.base import Document, Example, register
-from ernie2.tasks.common import (Reservoir, TaskStats, as_tokenizer, doc_key, encode_text,
-                                 reservoir_load_state_dict, reservoir_state_dict, sentence_window,
-                                 sequence_example, sequence_make_head, sequence_task_compute,
-                                 tokenize_sentences)
+from ernie2.tasks.common import (Reservoir, TaskStats, as_tokenizer, check_pooling, doc_key,
+                                 encode_text, reservoir_load_state_dict, reservoir_state_dict,
+                                 sentence_window, sequence_example, sequence_make_head,
+                                 sequence_task_compute, tokenize_sentences)
 
 IS_NEXT, RANDOM = 1, 0  # ERNIE 1.0's convention: 1 for a true next sentence
 
@@ -25,8 +25,9 @@ class NextSentence:
     description = "ERNIE 1.0 baseline: 1 if B follows A, 0 if B comes from another document"
 
     def __init__(self, tokenizer=None, max_len: int = 128, task_id: int = 0,
-                 reservoir: int = 64, name: str = "next_sentence"):
+                 reservoir: int = 64, pooling: str = "pooler", name: str = "next_sentence"):
         self.tok = as_tokenizer(tokenizer)
+        self.pooling = check_pooling(pooling)
         self.max_len, self.task_id, self.name = max_len, task_id, name
         self.reservoir = Reservoir(reservoir)
         self.stats = TaskStats()

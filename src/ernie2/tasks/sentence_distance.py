@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 
 from ernie2.tasks.base import Document, Example, register
-from ernie2.tasks.common import (Reservoir, TaskStats, as_tokenizer, doc_key, encode_text,
-                                 reservoir_load_state_dict, reservoir_state_dict,
+from ernie2.tasks.common import (Reservoir, TaskStats, as_tokenizer, check_pooling, doc_key,
+                                 encode_text, reservoir_load_state_dict, reservoir_state_dict,
                                  sequence_example, sequence_make_head, sequence_task_compute,
                                  tokenize_sentences)
 
@@ -28,8 +28,9 @@ class SentenceDistance:
     description = "sentence pair: 0 adjacent, 1 same document not adjacent, 2 other document"
 
     def __init__(self, tokenizer=None, max_len: int = 128, task_id: int = 0,
-                 reservoir: int = 64, name: str = "sentence_distance"):
+                 reservoir: int = 64, pooling: str = "pooler", name: str = "sentence_distance"):
         self.tok = as_tokenizer(tokenizer)
+        self.pooling = check_pooling(pooling)
         self.max_len, self.task_id, self.name = max_len, task_id, name
         self.reservoir = Reservoir(reservoir)
         self.stats = TaskStats()

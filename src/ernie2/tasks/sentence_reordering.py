@@ -8,8 +8,8 @@ import random
 from itertools import permutations
 
 from ernie2.tasks.base import Document, Example, register
-from ernie2.tasks.common import (TaskStats, as_tokenizer, sentence_window, sequence_example,
-                                 sequence_make_head, sequence_task_compute)
+from ernie2.tasks.common import (TaskStats, as_tokenizer, check_pooling, sentence_window,
+                                 sequence_example, sequence_make_head, sequence_task_compute)
 
 
 def num_permutation_classes(m: int) -> int:
@@ -51,8 +51,9 @@ class SentenceReordering:
     description = "which permutation shuffled the n <= m segments of a paragraph"
 
     def __init__(self, tokenizer=None, max_len: int = 128, task_id: int = 0, m: int = 3,
-                 name: str = "sentence_reordering"):
+                 pooling: str = "pooler", name: str = "sentence_reordering"):
         self.tok = as_tokenizer(tokenizer)
+        self.pooling = check_pooling(pooling)
         if not 1 <= m <= 6:
             raise ValueError(f"m must be in 1..6 (6! = 720 permutations), got {m}")
         self.max_len, self.task_id, self.name, self.m = max_len, task_id, name, m
