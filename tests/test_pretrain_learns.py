@@ -19,11 +19,13 @@ stopped, so that
 - IR relevance: the title holds the document's name and two topic words; the lead repeats the
   name, a related document shares the topic, an irrelevant one shares nothing.
 
-Sentence distance and IR relevance need the [CLS] vector to compare the two segments, which a
-freshly initialized encoder learns only after a long plateau (transformers'
-ErnieForSequenceClassification, trained the same way on this corpus, stays at chance as long; see
-docs/pretraining.md). Within the suite's budget they are held to "trained, and not below chance" (within what answering one class scores);
-the five others must beat chance by a clear margin.
+The sentence-level heads read the [CLS] state itself (`pooling = "cls"`, as in the demo configs):
+behind a freshly initialized tanh pooler they stay at chance (docs/data.md). Sentence distance and
+IR relevance still need the [CLS] vector to learn to compare the two segments, which takes a few
+hundred steps of their own, so their stages give them the larger share of the steps (`weights`).
+When that happens varies with the seed: with this plan seeds 3, 5 and 6 pass (sentence distance
+0.56, 0.64, 0.63 against chance 0.35 to 0.39 at its stage end), seed 4 stays on the plateau for
+1200 steps. The test runs seed 3 on one thread, so its numbers are the same on every run.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from pathlib import Path
 import pytest
 
 from ernie2.training import pretrain
+
+# one thread: the same numbers on any machine (and it is no slower at this size)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TOPICS = ["ka", "lo", "mi", "nu", "pe", "qi", "ra", "su", "te", "vo", "wy", "xe"]
 CYCLE = 12
@@ -126,11 +131,14 @@ def config(root: Path) -> dict:
             {"name": "word-aware", "steps": 450,
              "tasks": [{"task": "knowledge_masking", "weight": 3}, {"task": "capitalization"},
                        {"task": "token_document_relation"}]},
-            {"name": "structure-aware", "steps": 500, "weights": {"knowledge_masking": 2},
-             "tasks": [{"task": "sentence_reordering", "options": {"m": 3}},
-                       {"task": "sentence_distance"}]},
-            {"name": "semantic-aware", "steps": 400, "weights": {"knowledge_masking": 2},
-             "tasks": [{"task": "discourse_relation"}, {"task": "ir_relevance"}]},
+            {"name": "structure-aware", "steps": 1000,
+             "weights": {"knowledge_masking": 2, "sentence_distance": 10},
+             "tasks": [{"task": "sentence_reordering", "options": {"m": 3, "pooling": "cls"}},
+                       {"task": "sentence_distance", "options": {"pooling": "cls"}}]},
+            {"name": "semantic-aware", "steps": 600,
+             "weights": {"knowledge_masking": 2, "ir_relevance": 6},
+             "tasks": [{"task": "discourse_relation", "options": {"pooling": "cls"}},
+                       {"task": "ir_relevance", "options": {"pooling": "cls"}}]},
         ],
     }
 
@@ -155,20 +163,15 @@ def test_every_task_beats_chance_at_its_stage_end(tmp_path):
     final = {t: float(rows["3"][3 + i]) - chance[t] for i, t in enumerate(header[3:])}
     # A clear margin: the held-out sets hold ~200 examples (for the token tasks, ~200 windows
     # of many scored tokens each), so a few standard errors of an accuracy.
-    # Knowledge masking leaves chance (always the most frequent word) slowly at this size (+0.013
-    # after stage 1 with 1 or 2 threads, +0.08 at the end): above it at its stage end, clearly
-    # above it at the end.
+    # Knowledge masking leaves chance (always the most frequent word) slowly at this size (+0.014
+    # after stage 1, +0.09 at the end): above it at its stage end, clearly above it at the end.
     need = {"knowledge_masking": 0.005, "capitalization": 0.05, "token_document_relation": 0.05,
-            "sentence_reordering": 0.05, "discourse_relation": 0.05}
-    slow = {"sentence_distance", "ir_relevance"}
-    assert set(need) | slow == set(chance)
+            "sentence_reordering": 0.05, "sentence_distance": 0.05, "discourse_relation": 0.05,
+            "ir_relevance": 0.05}
+    assert set(need) == set(chance)
     for task, margin in need.items():
         assert margins[task] > margin, (task, "at its stage end", margins, chance)
         assert final[task] > max(margin, 0.02), (task, "at the end", final, chance)
-    # A model answering one class scores its share (about 0.3 here) rather than the majority's
-    # (0.35): "not below chance" allows that, and catches a broken evaluation.
-    for task in slow:
-        assert margins[task] > -0.1 and final[task] > -0.1, (task, margins, final, chance)
     # every task was trained: its training loss is in the log of the stages that train it
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     trained = {t for r in rows if r["split"] == "train" for t in r["tasks"]}
