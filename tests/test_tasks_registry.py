@@ -17,9 +17,10 @@ from conftest_data import build_small_demo, demo_small, doc_of, make_tokenizer  
 from ernie2.cli import main
 from ernie2.model.config import ErnieConfig
 from ernie2.model.modeling import ErnieModel
-from ernie2.tasks import (IGNORE_INDEX, REGISTRY, Document, ExampleStream, Sentence, collate,
-                          create_task, iter_batches, stream_examples)
+from ernie2.tasks import (IGNORE_INDEX, REGISTRY, Document, Example, ExampleStream, Sentence,
+                          collate, create_task, iter_batches, stream_examples)
 from ernie2.tasks.common import pool
+from ernie2.tasks.stream import MAX_EMPTY_PASSES
 from ernie2.tokenizer import ErnieTokenizer
 
 TASKS = sorted(REGISTRY)
@@ -337,3 +338,41 @@ def test_sequence_tasks_take_a_pooling_option(name):
     torch.testing.assert_close(loss, want)
     loss.backward()
     assert model.pooler.dense.weight.grad is None  # the pooler is not in the path
+
+
+class FirstPassOnly:
+    """Builds one example per document in the first pass only (as a task on a few documents may
+    draw none by chance in a pass), or never."""
+
+    name = "first_pass_only"
+    max_len = 16
+
+    def __init__(self, never: bool = False):
+        self.never, self.calls = never, 0
+
+    def build(self, doc, rng):
+        self.calls += 1
+        if self.never or self.calls > 2:
+            return None
+        return Example(self.name, [1, 5, 2], [0, 0, 0], 0, 0)
+
+
+def _two_documents(tmp_path):
+    path = tmp_path / "two.jsonl"
+    doc = {"title": "t", "paragraphs": [[{"text": "a b c ."}]]}
+    path.write_text(json.dumps(doc) + "\n" + json.dumps(doc) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_stream_survives_empty_passes_after_it_built_examples(tmp_path):
+    path = _two_documents(tmp_path)
+    stream = iter(stream_examples(FirstPassOnly(), path, epochs=MAX_EMPTY_PASSES))
+    # two examples from the first pass, then MAX_EMPTY_PASSES - 1 empty passes: no error
+    assert len(list(stream)) == 2
+    endless = iter(stream_examples(FirstPassOnly(), path))
+    assert len(list(islice(endless, 2))) == 2
+    with pytest.raises(ValueError, match=f"built no example in {MAX_EMPTY_PASSES} whole pass"):
+        next(endless)
+    never = iter(stream_examples(FirstPassOnly(never=True), path))
+    with pytest.raises(ValueError, match=f"no example in 1 whole pass.*{path.name}"):
+        next(never)

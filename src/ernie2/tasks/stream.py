@@ -12,6 +12,7 @@ from ernie2.corpus.spec import CorpusSpec, is_heldout, iter_positioned, mix_seed
 from ernie2.tasks.base import Document, Example, PretrainingTask, collate
 
 SPLITS = ("train", "eval", "all")
+MAX_EMPTY_PASSES = 8  # passes in a row that build no example before a stream gives up
 
 
 def estimated_tokens(doc: Document) -> float:
@@ -107,6 +108,7 @@ class ExampleStream:
 
     def __iter__(self) -> Iterator[Example]:
         rng = random.Random()
+        empty_passes = 0
         while self.epochs is None or self.epoch < self.epochs:
             built_this_epoch = 0
             for doc, pos in iter_positioned(self.corpus, self._position, self.corpus_stats):
@@ -125,10 +127,16 @@ class ExampleStream:
             if built_this_epoch == 0 and self.counts["documents"] == 0:
                 raise ValueError(f"{self.corpus.path}: no documents for rank {self.rank} of "
                                  f"{self.world_size} (split {self.split!r})")
-            if built_this_epoch == 0:
+            # Every pass draws new examples, so on a few documents (a small held-out split) one
+            # pass may build none by chance after earlier ones did: give up only when nothing
+            # was ever built, or after several empty passes in a row.
+            empty_passes = empty_passes + 1 if built_this_epoch == 0 else 0
+            if empty_passes and (self.counts["examples"] == 0
+                                 or empty_passes >= MAX_EMPTY_PASSES):
                 raise ValueError(
-                    f"task {self.task.name!r} built no example in a whole pass over "
-                    f"{self.corpus.path}; skips: {dict(getattr(self.task, 'stats', {}))}")
+                    f"task {self.task.name!r} built no example in {empty_passes} whole "
+                    f"pass(es) in a row over {self.corpus.path}; "
+                    f"skips: {dict(getattr(self.task, 'stats', {}))}")
             self.epoch += 1
             self._position, self._build = None, 0
 
