@@ -2,11 +2,11 @@
 by the continual trainer in the demo's stage order at a small size: every task must beat chance on
 its held-out examples at the end of the stage that introduces it, and still beat it at the end.
 
-The demo corpora need thousands of steps before the sentence-level tasks leave chance (see
-docs/pretraining.md), too many for the suite; this corpus is made so that every task's signal is
-strong. Each document has a topic: a
-cycle of 12 words that its sentences walk through in order, continuing where the previous sentence
-stopped, so that
+The demo corpora are too small, or need too many steps, for the sentence-level tasks to leave
+chance within the suite's budget (docs/pretraining.md; tests/test_pretrain_demo.py runs the demo
+itself end to end); this corpus is made so that every task's signal is strong. Each document has
+a topic: a cycle of 12 words that its sentences walk through in order, continuing where the
+previous sentence stopped, so that
 
 - knowledge masking: a masked word (or the masked two-word phrase) follows from its neighbours;
 - capitalization: sentence openings and the document's name are capitalized;
