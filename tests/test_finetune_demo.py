@@ -1,11 +1,8 @@
 """examples/finetune_demo.py at a tiny size: both starts, both tasks, the printed table."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from example_scripts import load_example
 from safetensors.torch import load_file
 
 from ernie2.finetune import samples
@@ -14,20 +11,9 @@ from ernie2.tokenizer import ErnieTokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _demo():
-    spec = importlib.util.spec_from_file_location("finetune_demo",
-                                                  ROOT / "examples" / "finetune_demo.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def test_demo_runs_at_a_tiny_size(tmp_path, capsys):
-    demo = _demo()
+    demo = load_example("finetune_demo")
     # A stand-in for the pre-training demo's output: config, weights, vocab.txt.
     texts = [*samples.all_texts(samples.sentiment(tmp_path / "v1", sizes=(30, 5, 5))),
              *samples.all_texts(samples.ner(tmp_path / "v2", sizes=(30, 5, 5)))]
@@ -69,4 +55,4 @@ def test_demo_runs_at_a_tiny_size(tmp_path, capsys):
 
 def test_demo_without_a_pretrained_model_says_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the pre-training demo first"):
-        _demo().main(tmp_path / "missing", tmp_path / "out")
+        load_example("finetune_demo").main(tmp_path / "missing", tmp_path / "out")

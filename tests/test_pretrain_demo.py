@@ -8,33 +8,21 @@ tests/test_pretrain_learns.py's job: a few dozen steps are too few.
 """
 
 import csv
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
+from example_scripts import load_example
 
 from ernie2.training.config import load_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _demo():
-    spec = importlib.util.spec_from_file_location("pretrain_demo",
-                                                  ROOT / "examples" / "pretrain_demo.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_the_demo_runs_end_to_end_at_a_small_size(tmp_path, capsys, lang):
-    result = _demo().run(lang, tmp_path, quick=True, progress=False)
+    demo = load_example("pretrain_demo")
+    result = demo.run(lang, tmp_path, quick=True, progress=False)
     out = capsys.readouterr().out
-    assert result.completed and result.steps == sum(_demo().QUICK_STEPS)
+    assert result.completed and result.steps == sum(demo.QUICK_STEPS)
     shipped = load_config(f"demo_{lang}")
     tasks = [t.task for st in shipped.stages for t in st.tasks]
     # the printed table: one row per stage of the shipped config, a chance row, every task
