@@ -41,7 +41,7 @@ import pytest
 
 from ernie2.training import pretrain
 
-# one thread: the same numbers on any machine (and it is no slower at this size)
+# one thread: the same numbers on every run on the same kind of machine and build
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TOPICS = ["ka", "lo", "mi", "nu", "pe", "qi", "ra", "su", "te", "vo", "wy", "xe"]

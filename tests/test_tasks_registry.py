@@ -357,15 +357,10 @@ class FirstPassOnly:
         return Example(self.name, [1, 5, 2], [0, 0, 0], 0, 0)
 
 
-def _two_documents(tmp_path):
-    path = tmp_path / "two.jsonl"
-    doc = {"title": "t", "paragraphs": [[{"text": "a b c ."}]]}
-    path.write_text(json.dumps(doc) + "\n" + json.dumps(doc) + "\n", encoding="utf-8")
-    return path
-
-
 def test_a_stream_survives_empty_passes_after_it_built_examples(tmp_path):
-    path = _two_documents(tmp_path)
+    path = tmp_path / "two.jsonl"
+    doc = json.dumps({"title": "t", "paragraphs": [[{"text": "a b c ."}]]})
+    path.write_text(f"{doc}\n{doc}\n", encoding="utf-8")
     stream = iter(stream_examples(FirstPassOnly(), path, epochs=MAX_EMPTY_PASSES))
     # two examples from the first pass, then MAX_EMPTY_PASSES - 1 empty passes: no error
     assert len(list(stream)) == 2
