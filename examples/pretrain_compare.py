@@ -48,6 +48,10 @@ def schedule_config(config: str, schedule: str, out: Path, scale: float, overrid
                               "steps": sum(st["steps"] for st in stages), "tasks": tasks}]
         changes["train.schedule"] = "continual"
     else:
+        if schedule == "sequential":  # a stage trains only its own tasks: weigh only those
+            for st in stages:
+                own = {t.get("name") or t["task"] for t in st["tasks"]}
+                st["weights"] = {k: v for k, v in (st.get("weights") or {}).items() if k in own}
         changes["stages"] = stages
         changes["train.schedule"] = schedule
     return load_config(config, changes)

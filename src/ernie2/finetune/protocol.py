@@ -5,7 +5,7 @@ Every start gets the same care: its own learning rate, picked on dev from a grid
 `seeds` runs at that rate scored on test (mean and standard deviation). Each run keeps its best
 dev checkpoint (evaluated `evals` times), so more steps never hurt a start that converges early.
 Optional label-efficiency points fine-tune on the first n training examples at each start's
-chosen rate. Runs are independent and small, so they go to `workers` processes of one thread
+chosen rate (`subset_steps`: 20 epochs, between a quarter of the task's steps and all of them). Runs are independent and small, so they go to `workers` processes of one thread
 each (tiny models gain nothing from threads, and two processes use two cores fully).
 
     from ernie2.finetune.protocol import ProtocolTask, compare
@@ -67,15 +67,22 @@ def _run(run: Run) -> tuple[float, float]:
     torch.set_num_threads(1)
     logging.getLogger("ernie2").setLevel(logging.WARNING)
     t = run.task
+    steps = t.steps if run.train_size is None else subset_steps(t, run.train_size)
     r = finetune(FinetuneSettings(
         task=t.task, data_dir=run.data_dir, from_pretrained=run.model, output_dir=run.out_dir,
-        batch_size=t.batch_size, learning_rate=run.lr, max_steps=t.steps,
-        warmup_proportion=0.1, weight_decay=0.01, eval_every=max(1, t.steps // t.evals),
+        batch_size=t.batch_size, learning_rate=run.lr, max_steps=steps,
+        warmup_proportion=0.1, weight_decay=0.01, eval_every=max(1, steps // t.evals),
         main_metric=t.metric, seed=run.seed, precision="fp32", progress=False,
         log_every=t.steps, tensorboard="off", options=TaskOptions(max_len=t.max_len)))
     metric = r.main_metric
     shutil.rmtree(Path(run.out_dir) / "best", ignore_errors=True)  # keep metrics, not models
     return r.best_score, r.test_scores[metric]
+
+
+def subset_steps(task: ProtocolTask, n: int) -> int:
+    """Steps of a run on n training examples: 20 epochs, at least a quarter of the task's steps
+    and at most all of them (a small subset converges sooner; its best dev model is kept)."""
+    return min(task.steps, max(task.steps // 4, math.ceil(20 * n / task.batch_size)))
 
 
 def train_subset(task: ProtocolTask, n: int, out_dir: str | os.PathLike) -> Path:
@@ -192,4 +199,4 @@ def gain(a: dict, b: dict) -> tuple[float, float]:
     return a["mean"] - b["mean"], se
 
 
-__all__ = ["ProtocolTask", "compare", "gain", "mean_std", "train_subset"]
+__all__ = ["ProtocolTask", "compare", "gain", "mean_std", "subset_steps", "train_subset"]
