@@ -40,7 +40,7 @@ from ernie2.training.precision import (choose_cpu_precision, measure_peak_flops,
                                        resolve_device, resolve_precision)
 from ernie2.training.reporting import MetricLogger, format_record
 from ernie2.training.schedule import Plan, StageSpec, build_plan
-from ernie2.training.streams import heldout_examples, train_stream
+from ernie2.training.streams import heldout_examples, shared_corpus, train_stream
 from ernie2.utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -188,7 +188,10 @@ class PretrainRun:
         resolved = [str(self.cfg.data_path(p)) for p in paths]
         spec = {"path": resolved if isinstance(c.path, list) else resolved[0],
                 "format": c.format, "lang": c.lang, **c.options}
-        return spec, c.heldout if c.heldout is not None else self.cfg.eval.heldout
+        if c.name not in self._prepared:
+            self._prepared[c.name] = shared_corpus(spec, progress=self.progress)
+        return self._prepared[c.name], c.heldout if c.heldout is not None else \
+            self.cfg.eval.heldout
 
     def build(self) -> None:
         cfg = self.cfg
@@ -202,6 +205,7 @@ class PretrainRun:
         self.task_ids = {t.name: t.task_id for t in self.plan.tasks}
         self.streams = {}
         self.heldout: dict[str, list] = {}
+        self._prepared: dict[str, Any] = {}  # corpus name -> the spec every task reads
         for t in self.plan.tasks:
             spec, frac = self._corpus(t.name)
             self.streams[t.name] = train_stream(
@@ -211,7 +215,7 @@ class PretrainRun:
             if frac > 0:
                 self.heldout[t.name] = heldout_examples(
                     self._make_task(t.name), spec, seed=cfg.seed, heldout=frac,
-                    n=cfg.eval.examples, name=t.name)
+                    n=cfg.eval.examples, name=t.name, progress=self.progress and self.rank == 0)
             else:
                 logger.warning("task %s: its corpus holds nothing out (heldout = 0): it is not "
                                "evaluated", t.name)

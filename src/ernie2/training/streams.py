@@ -11,14 +11,20 @@ the two ways of sharding them over ranks.
 
 from __future__ import annotations
 
+import logging
 import random
 import zlib
 from dataclasses import asdict
 from typing import Any
 
+from ernie2.corpus.prepare import cached_corpus
+from ernie2.corpus.spec import CorpusSpec
 from ernie2.tasks.base import Example
-from ernie2.training.checkpoints import random_state_from_json, random_state_to_json
 from ernie2.tasks.stream import ExampleStream, stream_examples
+from ernie2.training import distributed as dist_util
+from ernie2.training.checkpoints import random_state_from_json, random_state_to_json
+
+logger = logging.getLogger(__name__)
 
 SHARDING = ("documents", "examples")
 
@@ -105,8 +111,20 @@ def train_stream(task, corpus: dict, *, seed: int, heldout: float, rank: int, wo
                       seed=buffer_seed)
 
 
-def heldout_examples(task, corpus: dict, *, seed: int, heldout: float, n: int,
-                     name: str) -> list[Example]:
+def shared_corpus(spec: dict, *, progress: bool = True) -> CorpusSpec:
+    """The corpus every task of a run reads, segmented and annotated once (corpus.cached_corpus):
+    rank 0 prepares it while the other ranks wait, then they all read the same copy."""
+    rank = dist_util.rank()
+    if rank != 0:
+        dist_util.barrier()
+    prepared = cached_corpus(spec, progress=progress and rank == 0)
+    if rank == 0:
+        dist_util.barrier()
+    return prepared
+
+
+def heldout_examples(task, corpus: dict | CorpusSpec, *, seed: int, heldout: float, n: int,
+                     name: str, progress: bool = False) -> list[Example]:
     """The first `n` examples of the documents set aside for evaluation (same on every rank),
     one per document per pass (further passes draw new ones), so that the set spreads over as
     many documents as it can rather than taking a few documents' many examples.
@@ -117,12 +135,23 @@ def heldout_examples(task, corpus: dict, *, seed: int, heldout: float, n: int,
     stream = iter(stream_examples(task, corpus, seed=seed, split="eval", heldout=heldout,
                                   heldout_seed=seed, max_builds_per_doc=1))
     out = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=n, desc=f"held-out examples of {name}", unit=" ex", leave=False,
+                   dynamic_ncols=True)
     try:
         for ex in stream:
             out.append(ex)
+            if bar is not None:
+                bar.update()
             if len(out) >= n:
                 break
     except ValueError as exc:
         raise ValueError(f"task {name}: no held-out example ({exc}); raise eval.heldout or "
                          "give the corpus more documents") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    logger.info("task %s: %d held-out examples", name, len(out))
     return out
