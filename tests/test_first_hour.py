@@ -118,3 +118,21 @@ def test_a_changed_corpus_is_prepared_again(tmp_path, monkeypatch, count_segment
     # Corpora that need no annotation are read as they are.
     plain = {**spec, "annotate": False}
     assert cached_corpus(plain, progress=False).path == str(corpus)
+
+
+def test_mfu_above_100_percent_says_the_peak_is_stale(tmp_path, caplog):
+    from ernie2.training.loop import StepResult
+    from ernie2.training.reporting import MetricLogger, format_record
+
+    # 1000 FLOPs a token, 3x for training: any real rate beats a peak of 1 FLOP/s.
+    log = MetricLogger(tmp_path, every=1, jsonl=False, csv_file=False, tensorboard="off",
+                       flops_per_token=lambda seq: 1000.0, peak_flops=1.0, console=False)
+    step = StepResult(step=1, losses={"t": 1.0}, metrics={}, units={"t": 1.0}, tokens=100,
+                      padded=100, rows=2, grad_norm=1.0, lr=1e-3)
+    with caplog.at_level(logging.WARNING, logger="ernie2"):
+        log(step)
+    rec = log.records[-1]
+    assert rec["mfu"] > 1 and rec["peak_stale"]
+    assert "that peak is stale" in caplog.text
+    assert "stale peak" in format_record(rec)
+    assert log.peak_flops > 1.0  # later records are measured against the rate reached
