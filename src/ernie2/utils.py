@@ -47,6 +47,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         fh.write(data)
 
 
+def plural(n: int, noun: str) -> str:
+    """'1 column', '2 columns'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
