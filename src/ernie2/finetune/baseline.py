@@ -59,7 +59,8 @@ def _fit_classes(train, labels: Labels, seed: int):
     y = [labels.id(str(ex.label), ex.source) for ex in train]
     if len(set(y)) < 2:
         raise ValueError("the baseline needs at least two labels in the training split")
-    model = LogisticRegression(max_iter=2000, C=10.0, random_state=seed).fit(features(train), y)
+    model = LogisticRegression(C=10.0, solver="liblinear", random_state=seed).fit(
+        features(train), y)
 
     def predict(examples) -> list[dict]:
         probs = model.predict_proba(features(examples))

@@ -25,7 +25,7 @@ import torch
 
 from ernie2.finetune import presets
 from ernie2.finetune.inference import evaluate as evaluate_examples
-from ernie2.finetune.inference import predict_examples
+from ernie2.finetune.inference import predict_examples, scorable
 from ernie2.finetune.metrics import format_scores
 from ernie2.finetune.model import FinetuneModel
 from ernie2.finetune.readers import Labels, read_label_map, write_label_map
@@ -320,8 +320,11 @@ def _finetune(settings: FinetuneSettings, stop) -> FinetuneResult:
         result.test_predictions, _ = predict_examples(best_model, tokenizer, test,
                                                       settings.eval_batch_size)
         task.write(test, result.test_predictions, labels, out_dir / "test_out.tsv")
-        if _all_labeled(test):
-            result.test_scores = task.score(test, result.test_predictions, labels, opts)
+        known = scorable(test, labels)
+        if _all_labeled(test) and known:
+            result.test_scores = task.score([test[i] for i in known],
+                                            [result.test_predictions[i] for i in known],
+                                            labels, opts)
     atomic_write_text(out_dir / "metrics.json", json.dumps(
         {"main_metric": metric, "best_dev": _finite(keeper.best_score),
          "best_step": keeper.best_step, "steps": outcome.steps, "dev": keeper.history,
@@ -337,7 +340,8 @@ def _baseline(task: TaskType, train, splits: dict, labels, opts, seed: int) -> d
     if not has_baseline(task):
         logger.warning("--baseline: there is no baseline for %s tasks", task.name)
         return None
-    labeled = {k: v for k, v in splits.items() if v and _all_labeled(v)}
+    labeled = {k: [v[i] for i in scorable(v, labels)] for k, v in splits.items()
+               if v and _all_labeled(v)}
     result = run_baseline(task, train, labeled, labels, opts, seed)
     result.pop("predictions")
     for split, scores in result["scores"].items():
