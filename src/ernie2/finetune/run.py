@@ -82,10 +82,12 @@ class FinetuneSettings:
     options: TaskOptions = field(default_factory=TaskOptions)
 
     @classmethod
-    def from_preset(cls, name: str, size: str = "base", **overrides: Any) -> "FinetuneSettings":
-        """Settings of a preset row (`presets.PRESETS`), any value overridable; task options
-        may be overridden as `options={...}` (merged into the preset's)."""
-        values = presets.preset_values(name, size)
+    def from_preset(cls, name: str, column: str = "base", /, **overrides: Any
+                    ) -> "FinetuneSettings":
+        """Settings of a preset row (`presets.PRESETS`), its base or large column, any value
+        overridable; task options may be overridden as `options={...}` (merged into the
+        preset's)."""
+        values = presets.preset_values(name, column)
         opts = {**values.pop("options"), **overrides.pop("options", {})}
         return cls(**{**values, **overrides}, options=TaskOptions.from_dict(opts))
 
