@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -71,7 +72,7 @@ def test_a_raw_corpus_is_segmented_once_and_reused(tmp_path, monkeypatch, count_
                                                     caplog):
     from ernie2.training.config import load_config
     from ernie2.training.pretrain import PretrainRun
-    from ernie2.training.streams import heldout_examples
+    from ernie2.tasks import stream_examples
 
     monkeypatch.setenv("ERNIE2_CORPUS_CACHE", str(tmp_path / "cache"))
     cfg = raw_config(tmp_path)
@@ -95,11 +96,12 @@ def test_a_raw_corpus_is_segmented_once_and_reused(tmp_path, monkeypatch, count_
     assert "reusing its prepared copy" in caplog.text
     assert {n: [e.input_ids for e in exs] for n, exs in again.heldout.items()} == first
 
-    # The prepared copy gives exactly the examples the raw corpus gives.
+    # The prepared copy and the held-out view give exactly the examples the raw corpus gives.
     raw = {"path": str(tmp_path / "raw_zh.txt"), "format": "text", "lang": "zh"}
-    task = again._make_task("knowledge_masking")
-    direct = heldout_examples(task, raw, seed=1, heldout=0.2, n=40, name="knowledge_masking")
-    assert [e.input_ids for e in direct] == first["knowledge_masking"]
+    stream = stream_examples(again._make_task("knowledge_masking"), raw, seed=1, split="eval",
+                             heldout=0.2, heldout_seed=1, max_builds_per_doc=1)
+    want = [(e.input_ids, e.labels) for e in islice(stream, 20)]
+    assert [(e.input_ids, e.labels) for e in again.heldout["knowledge_masking"][:20]] == want
 
 
 def test_a_changed_corpus_is_prepared_again(tmp_path, monkeypatch, count_segmenter):

@@ -22,11 +22,17 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 
 
-def _fingerprint(spec: CorpusSpec, max_docs: int | None, shards: int) -> dict[str, Any]:
+def corpus_fingerprint(spec: CorpusSpec) -> dict[str, Any]:
+    """What a corpus's documents depend on: the spec and the source files' sizes and times (a
+    prepared directory by its manifest)."""
+    paths = [p / MANIFEST if p.is_dir() else p for p in spec.files()]
     files = [{"path": str(p.resolve()), "size": p.stat().st_size,
-              "mtime_ns": p.stat().st_mtime_ns} for p in spec.files()]
-    return {"version": FORMAT_VERSION, "spec": spec.to_dict(), "files": files,
-            "max_docs": max_docs, "shards": shards}
+              "mtime_ns": p.stat().st_mtime_ns} for p in paths]
+    return {"version": FORMAT_VERSION, "spec": spec.to_dict(), "files": files}
+
+
+def _fingerprint(spec: CorpusSpec, max_docs: int | None, shards: int) -> dict[str, Any]:
+    return {**corpus_fingerprint(spec), "max_docs": max_docs, "shards": shards}
 
 
 def _shard_name(k: int, n: int) -> str:
