@@ -5,6 +5,7 @@ and sub-commands that import only what they use."""
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+import ernie2
 from ernie2.cli import build_parser, main
 from test_training_toytasks import base_config, spec
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(ernie2.__file__).resolve().parents[1])  # the ernie2 this test imports
 
 
 def _subparsers(parser):
@@ -62,9 +64,10 @@ def test_the_help_lists_match_the_library():
 
 
 def _modules_after(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", code + "\nimport sys\nprint(' '.join(sys.modules))"],
-                         capture_output=True, text=True, env={"PYTHONPATH": SRC}, check=True)
-    return set(out.stdout.split())
+    code += "\nimport sys\nprint('\\nMODULES', *sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": SRC})
+    return set(out.stdout.splitlines()[-1].split()[1:])
 
 
 def test_commands_import_only_what_they_use():
