@@ -8,11 +8,11 @@ import argparse
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Adds "(default: X)" unless the help already names the default, or there is nothing to
-    say: no default (None), or an on/off switch whose default is just "not given"."""
+    say: no default (None, an empty list), or an on/off switch whose default is "not given"."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if ("default" in text or action.default in (None, argparse.SUPPRESS)
+        if ("default" in text or action.default in (None, argparse.SUPPRESS, [])
                 or isinstance(action.default, bool) or action.nargs == 0):
             return text
         return super()._get_help_string(action)
