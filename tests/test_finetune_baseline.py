@@ -187,3 +187,20 @@ def test_numbers_read_right(tmp_path, capsys):
                  str(tmp_path / "v.txt")]) == 0
     err = capsys.readouterr().err
     assert "not the 500 asked for" in err and "too few" in err
+
+
+def test_a_fresh_model_can_take_a_pretrained_models_shape_and_vocab(data, tmp_path):
+    import torch
+
+    from ernie2.finetune.run import FinetuneSettings, start_model
+    from ernie2.model import ErnieConfig, ErnieModel
+    from ernie2.tokenizer import ErnieTokenizer
+
+    tok = ErnieTokenizer(data["vocab"])
+    pre = ErnieModel(ErnieConfig.from_name("test", vocab_size=tok.vocab_size, num_hidden_layers=3))
+    pre.save_pretrained(tmp_path / "pre", data["vocab"])
+    fresh, tokenizer = start_model(FinetuneSettings("classify", "d", str(tmp_path / "pre"),
+                                                    init="random"))
+    assert fresh.config.num_hidden_layers == 3 and tokenizer.vocab_size == tok.vocab_size
+    assert not torch.equal(fresh.embeddings.word_embeddings.weight,
+                           pre.embeddings.word_embeddings.weight)

@@ -131,13 +131,15 @@ def corpus_cache() -> Path:
     return cache_home() / "corpora"
 
 
+def formats(spec: CorpusSpec) -> set[str]:
+    """The formats the corpus's files are read with."""
+    return {spec.format if spec.format != "auto" else sniff_format(p) for p in spec.files()}
+
+
 def needs_preparing(spec: CorpusSpec) -> bool:
     """Whether reading the corpus segments or annotates (work to do once, not on every pass):
     raw files read with annotation on; prepared directories and ERNIE 1.0 id files are not."""
-    if not spec.annotate:
-        return False
-    return any((spec.format if spec.format != "auto" else sniff_format(p))
-               not in ("prepared", "ernie1") for p in spec.files())
+    return spec.annotate and bool(formats(spec) - {"prepared", "ernie1"})
 
 
 def cached_corpus(spec: CorpusSpec | dict | str, *, progress: bool = True,

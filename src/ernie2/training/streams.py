@@ -19,7 +19,7 @@ import zlib
 from dataclasses import asdict
 from typing import Any
 
-from ernie2.corpus.prepare import cached_corpus, corpus_cache, corpus_fingerprint
+from ernie2.corpus.prepare import cached_corpus, corpus_cache, corpus_fingerprint, formats
 from ernie2.corpus.readers import document_to_json
 from ernie2.corpus.spec import CorpusSpec, is_heldout, iter_positioned
 from ernie2.tasks.base import Example
@@ -135,8 +135,11 @@ def heldout_view(corpus: dict | CorpusSpec, heldout: float, seed: int) -> Corpus
     """The corpus with every training document replaced by a one-word stand-in, written once to
     the corpus cache: the held-out documents keep their indices, and so their examples, while a
     pass over them parses a small file instead of the whole corpus (a held-out set of a few
-    hundred examples from a dozen documents takes tens of passes)."""
+    hundred examples from a dozen documents takes tens of passes). ERNIE 1.0 id files, whose
+    documents JSON does not hold, are read as they are."""
     spec = CorpusSpec.from_dict(corpus)
+    if "ernie1" in formats(spec):
+        return spec
     key = json.dumps([corpus_fingerprint(spec), heldout, seed], sort_keys=True)
     path = corpus_cache() / "heldout" / f"{hashlib.sha1(key.encode('utf-8')).hexdigest()}.jsonl"
     if not path.is_file():
