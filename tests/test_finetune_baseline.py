@@ -147,12 +147,14 @@ def test_predict_names_a_missing_input(fresh, tmp_path, capsys):
     assert "--input" in err and "nope.tsv: no such file" in err and "Errno" not in err
 
 
-def test_starting_points_are_explained(data, capsys):
-    base = ["finetune", "--task", "classify", "--data_dir", str(data["cls"])]
+def test_starting_points_are_explained(data, tmp_path, capsys):
+    base = ["finetune", "--task", "classify", "--data_dir", str(data["cls"]), "--output_dir",
+            str(tmp_path / "out")]
     assert main(base) == 1
     assert "--init random --size mini --vocab" in capsys.readouterr().err
     assert main([*base, "--init", "random", "--size", "mini"]) == 1
     assert "--init random needs --vocab" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing is written before the flags are checked
 
 
 def test_a_base_model_learning_rate_on_a_small_model_is_warned(caplog):

@@ -154,16 +154,14 @@ def cached_corpus(spec: CorpusSpec | dict | str, *, progress: bool = True,
     resolved = {**spec.to_dict(), "path": [str(p.resolve()) for p in spec.files()]}
     key = hashlib.sha1(json.dumps(resolved, sort_keys=True).encode("utf-8")).hexdigest()[:16]
     out = Path(cache or corpus_cache()) / f"{Path(resolved['path'][0]).stem}-{key}"
-    was = _valid_manifest(spec, out, None, 1)
-    if was:
+    if _valid_manifest(spec, out, None, 1):
         logger.info("corpus %s: reusing its prepared copy %s", _describe(spec), out)
     else:
         logger.info("corpus %s: segmenting and annotating it once into %s (reused by later "
                     "runs; `ernie2 data prepare --workers N` does it with several processes)",
                     _describe(spec), out)
     prepare_corpus(spec, out, progress=progress)
-    return CorpusSpec(str(out), lang=spec.lang, on_error=spec.on_error,
-                      annotate=False)
+    return CorpusSpec(str(out), lang=spec.lang, on_error=spec.on_error, annotate=False)
 
 
 def read_prepared(path, lang="auto", on_error="raise", stats=None, start=None, **_):

@@ -267,6 +267,12 @@ def _finetune(settings: FinetuneSettings, stop) -> FinetuneResult:
     labels = _labels(task, settings, train_examples, data_dir)
     metric = settings.main_metric or task.main_metric
 
+    _seed(settings.seed)
+    encoder, tokenizer = start_model(settings)  # before anything is written: it checks flags
+    if opts.max_len > encoder.config.max_position_embeddings:
+        raise ValueError(f"max_len {opts.max_len} exceeds the model's "
+                         f"{encoder.config.max_position_embeddings} positions "
+                         f"({settings.from_pretrained or settings.size})")
     device = resolve_device(settings.device)
     dist_util.init_from_env(device)
     device = dist_util.local_device(device)
@@ -278,12 +284,6 @@ def _finetune(settings: FinetuneSettings, stop) -> FinetuneResult:
             write_label_map(labels.names, out_dir / "label_map.json")
     dist_util.barrier()
 
-    _seed(settings.seed)
-    encoder, tokenizer = start_model(settings)
-    if opts.max_len > encoder.config.max_position_embeddings:
-        raise ValueError(f"max_len {opts.max_len} exceeds the model's "
-                         f"{encoder.config.max_position_embeddings} positions "
-                         f"({settings.from_pretrained or settings.size})")
     if settings.learning_rate is None:
         settings = dataclasses.replace(settings,
                                        learning_rate=default_learning_rate(encoder.config))
