@@ -155,6 +155,8 @@ def test_starting_points_are_explained(data, tmp_path, capsys):
     assert main([*base, "--init", "random", "--size", "mini"]) == 1
     assert "--init random needs --vocab" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing is written before the flags are checked
+    assert main([*base, "--from_pretrained", "m", "--size", "mini"]) == 1
+    assert "--size mini is for a fresh model (--init random)" in capsys.readouterr().err
 
 
 def test_a_base_model_learning_rate_on_a_small_model_is_warned(caplog):

@@ -117,6 +117,9 @@ def settings_from_args(args):
     if args.init == "pretrained" and not args.from_pretrained:
         raise ValueError("--from_pretrained is required; without a pre-trained model, fine-tune "
                          "a fresh one: --init random --size mini --vocab VOCAB")
+    if args.init == "pretrained" and (args.vocab or args.size not in (None, "base", "large")):
+        raise ValueError(f"{'--vocab' if args.vocab else '--size ' + args.size} is for a fresh "
+                         "model (--init random); a pre-trained model brings its size and vocab")
     given.update(data_dir=args.data_dir, from_pretrained=args.from_pretrained, init=args.init,
                  size=args.size, vocab=args.vocab, baseline=args.baseline, resume=args.resume,
                  progress=args.progress)
