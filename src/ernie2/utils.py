@@ -48,6 +48,26 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         fh.write(data)
 
 
+def lazy_exports(package: str, names: dict[str, str]):
+    """A package's module-level __getattr__ (PEP 562) that imports each exported name from its
+    module on first use, so that importing one sub-module does not load the whole package."""
+    def __getattr__(name: str):
+        if name not in names:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        import importlib
+        import sys
+
+        value = getattr(importlib.import_module(names[name]), name)
+        setattr(sys.modules[package], name, value)
+        return value
+    return __getattr__
+
+
+def plural(n: int, noun: str) -> str:
+    """'1 column', '2 columns'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",

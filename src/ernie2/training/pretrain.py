@@ -40,7 +40,7 @@ from ernie2.training.precision import (choose_cpu_precision, measure_peak_flops,
                                        resolve_device, resolve_precision)
 from ernie2.training.reporting import MetricLogger, format_record
 from ernie2.training.schedule import Plan, StageSpec, build_plan
-from ernie2.training.streams import heldout_examples, train_stream
+from ernie2.training.streams import heldout_examples, shared_corpus, train_stream
 from ernie2.utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ class PretrainResult:
     steps: int  # global optimizer steps done
     completed: bool
     chance: dict[str, float] = field(default_factory=dict)
+    stopped_model: Path | None = None  # the model where max_steps stopped (save_stopped=True)
 
 
 def plan_from_config(cfg: PretrainConfig) -> Plan:
@@ -111,10 +112,12 @@ class _Interrupt:
 
 class PretrainRun:
     def __init__(self, cfg: PretrainConfig, *, resume: bool = False, max_steps: int | None = None,
-                 stop: Callable[[int], bool] | None = None, progress: bool | None = None):
+                 stop: Callable[[int], bool] | None = None, progress: bool | None = None,
+                 save_stopped: bool = False):
         self.cfg = cfg
         self.resume = resume
         self.max_steps = max_steps
+        self.save_stopped = save_stopped
         self.stop_hook = stop
         self.progress = cfg.log.progress if progress is None else progress
         self.out = Path(cfg.output_dir)
@@ -188,7 +191,10 @@ class PretrainRun:
         resolved = [str(self.cfg.data_path(p)) for p in paths]
         spec = {"path": resolved if isinstance(c.path, list) else resolved[0],
                 "format": c.format, "lang": c.lang, **c.options}
-        return spec, c.heldout if c.heldout is not None else self.cfg.eval.heldout
+        if c.name not in self._prepared:
+            self._prepared[c.name] = shared_corpus(spec, progress=self.progress)
+        return self._prepared[c.name], c.heldout if c.heldout is not None else \
+            self.cfg.eval.heldout
 
     def build(self) -> None:
         cfg = self.cfg
@@ -202,6 +208,7 @@ class PretrainRun:
         self.task_ids = {t.name: t.task_id for t in self.plan.tasks}
         self.streams = {}
         self.heldout: dict[str, list] = {}
+        self._prepared: dict[str, Any] = {}  # corpus name -> the spec every task reads
         for t in self.plan.tasks:
             spec, frac = self._corpus(t.name)
             self.streams[t.name] = train_stream(
@@ -211,7 +218,7 @@ class PretrainRun:
             if frac > 0:
                 self.heldout[t.name] = heldout_examples(
                     self._make_task(t.name), spec, seed=cfg.seed, heldout=frac,
-                    n=cfg.eval.examples, name=t.name)
+                    n=cfg.eval.examples, name=t.name, progress=self.progress and self.rank == 0)
             else:
                 logger.warning("task %s: its corpus holds nothing out (heldout = 0): it is not "
                                "evaluated", t.name)
@@ -399,7 +406,7 @@ class PretrainRun:
                     flag = interrupt.flag
                     if self.world > 1:
                         flag = bool(dist_util.all_reduce_max(torch.tensor([float(flag)])).item())
-                    if flag and step != end:
+                    if (flag or (stop_now and self.save_stopped)) and step != end:
                         self._save(step, s, trainer, feeder)
                     return stop_now or flag
 
@@ -426,14 +433,19 @@ class PretrainRun:
                     completed = s == len(plan.stages) - 1
                     break
         self.logger.close()
-        final = None
+        final = stopped = None
         if completed:
             final = self.out / "final"
             self._export(final)
             dist_util.barrier()
+        elif self.save_stopped and self.max_steps is not None and \
+                loop_state.step >= self.max_steps:
+            stopped = self.out / "stopped"
+            self._export(stopped)
+            dist_util.barrier()
         report = self._report()
         return PretrainResult(self.out, final, report, self.history, loop_state.step, completed,
-                              self.chance)
+                              self.chance, stopped)
 
     def _report(self) -> dict[str, Path]:
         if self.rank != 0 or not self.history:
@@ -454,18 +466,20 @@ def _slug(name: str) -> str:
 def pretrain(config: str | Path | dict | PretrainConfig, *, resume: bool = False,
              overrides: dict[str, Any] | None = None, max_steps: int | None = None,
              stop: Callable[[int], bool] | None = None,
-             progress: bool | None = None) -> PretrainResult:
+             progress: bool | None = None, save_stopped: bool = False) -> PretrainResult:
     """Run a pre-training config (a path, a shipped config name, a dict or a PretrainConfig).
 
     `resume`: continue from the newest checkpoint in output_dir/checkpoints. `overrides`: dotted
     keys to change ({"train.lr": 1e-4}). `max_steps` / `stop(step)`: stop after that many global
     steps (or when stop returns True) without saving, as if the process were killed there:
-    a test hook for resume. SIGINT/SIGTERM stop after the current step and save."""
+    a test hook for resume; with `save_stopped`, stopping at max_steps saves a checkpoint and
+    the model so far (output_dir/stopped). SIGINT/SIGTERM stop after the current step and
+    save."""
     cfg = load_config(config, overrides)
     joined = not dist_util.is_distributed()
     try:
         return PretrainRun(cfg, resume=resume, max_steps=max_steps, stop=stop,
-                           progress=progress).run()
+                           progress=progress, save_stopped=save_stopped).run()
     finally:
         if joined and dist_util.is_distributed():  # we joined the group, so we leave it
             torch.distributed.destroy_process_group()
