@@ -54,7 +54,7 @@ class DemoTask:
 TASKS = {
     # Reviews cut to 62 characters so every one fits max_len 64 ([CLS] ... [SEP]). Dev and test
     # come from the reviews that the pre-training corpus leaves out (ernie2.corpus.reviews).
-    "sentiment": DemoTask("sentiment", "classify", (2400, 400, 400), 600, (3e-4, 1e-3, 3e-3),
+    "sentiment": DemoTask("sentiment", "classify", (2400, 400, 400), 600, (1e-4, 3e-4, 1e-3),
                           "accuracy"),
     "ner": DemoTask("ner", "ner", (1200, 300, 300), 800, (1e-3, 3e-3, 1e-2), "f1"),
 }

@@ -210,11 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(schedules) - set(SCHEDULES))
     if unknown:
         p.error(f"unknown schedule(s) {', '.join(unknown)}; known: {', '.join(SCHEDULES)}")
-    from ernie2.training.config import parse_overrides
+    from ernie2.training.config import parse_override
     from ernie2.utils import setup_logging
 
     setup_logging()
-    run(a.config, a.out, schedules, a.scale, parse_overrides(a.set), a.finetune,
+    run(a.config, a.out, schedules, a.scale, dict(parse_override(kv) for kv in a.set), a.finetune,
         workers=a.workers, progress=a.progress)
     return 0
 
