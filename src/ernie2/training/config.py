@@ -556,3 +556,45 @@ def documented_keys(cls=PretrainConfig, prefix: str = "") -> dict[str, str]:
         if dataclasses.is_dataclass(tp):
             out.update(documented_keys(tp, key + "."))
     return out
+
+
+# Keys a resumed run may change freely: where files are, what is logged, how often it saves.
+RESULT_NEUTRAL = ("output_dir", "data_dir", "log", "checkpoint.every", "checkpoint.keep",
+                  "checkpoint.stage_models", "eval.every")
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys as --set spells them (`stages.0.steps`); lists of scalars stay whole."""
+    if isinstance(d, dict):
+        items = d.items()
+    elif isinstance(d, list) and any(isinstance(v, (dict, list)) for v in d):
+        items = ((str(i), v) for i, v in enumerate(d))
+    else:
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in items:
+        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _under(key: str, prefixes) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def config_changes(saved: dict, now: dict) -> dict[str, tuple[Any, Any]]:
+    """Keys whose value differs between two `to_dict()` configs (missing: None), except the
+    RESULT_NEUTRAL ones."""
+    a, b = flatten(saved), flatten(now)
+    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys())
+            if a.get(k) != b.get(k) and not _under(k, RESULT_NEUTRAL)}
+
+
+def refuse_changes(changes: dict[str, tuple[Any, Any]], allowed: list[str], where: str) -> None:
+    """ConfigError listing the changed keys not under one of `allowed`."""
+    refused = {k: v for k, v in changes.items() if not _under(k, allowed)}
+    if refused:
+        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in refused.items())
+        flags = " ".join(f"--allow-change {k}" for k in refused)
+        raise ConfigError(f"{where}: resuming with a different config would not continue the "
+                          f"same run: {listed}. Undo the change, start a new output_dir, or "
+                          f"accept it with {flags}")

@@ -27,8 +27,9 @@ from ernie2.model.modeling import ErnieModel
 from ernie2.tasks.base import create_task
 from ernie2.tokenizer import ErnieTokenizer
 from ernie2.training import distributed as dist_util
-from ernie2.training.checkpoints import CheckpointManager, rng_state, set_rng_state
-from ernie2.training.config import PretrainConfig, load_config, task_run_name
+from ernie2.training.checkpoints import CheckpointManager, Loaded, rng_state, set_rng_state
+from ernie2.training.config import (PretrainConfig, config_changes, load_config, refuse_changes,
+                                    task_run_name)
 from ernie2.training.data import Batching, StageFeeder, units_of
 from ernie2.training.evaluation import (chance_level, evaluate, is_lm_like, main_metric,
                                         write_forgetting_report)
@@ -39,6 +40,7 @@ from ernie2.training.optim import WarmupLinear, make_optimizer, warmup_steps
 from ernie2.training.precision import (choose_cpu_precision, measure_peak_flops,
                                        resolve_device, resolve_precision)
 from ernie2.training.reporting import MetricLogger, format_record
+from ernie2.training.rundir import RunDirError, RunLock, claim
 from ernie2.training.schedule import Plan, StageSpec, build_plan
 from ernie2.training.streams import heldout_examples, train_stream
 from ernie2.utils import atomic_write_text
@@ -55,6 +57,7 @@ class PretrainResult:
     steps: int  # global optimizer steps done
     completed: bool
     chance: dict[str, float] = field(default_factory=dict)
+    interrupted: bool = False  # stopped by SIGINT/SIGTERM, after saving a checkpoint
 
 
 def plan_from_config(cfg: PretrainConfig) -> Plan:
@@ -111,9 +114,15 @@ class _Interrupt:
 
 class PretrainRun:
     def __init__(self, cfg: PretrainConfig, *, resume: bool = False, max_steps: int | None = None,
-                 stop: Callable[[int], bool] | None = None, progress: bool | None = None):
+                 stop: Callable[[int], bool] | None = None, progress: bool | None = None,
+                 overwrite: bool = False, allow_change: list[str] | None = None):
         self.cfg = cfg
         self.resume = resume
+        self.overwrite = overwrite
+        self.allow_change = list(allow_change or [])
+        self.resumed: Loaded | None = None
+        self.changes: list[dict] = []  # config changes accepted on resume, over the run
+        self.accepted: dict | None = None  # those accepted by this resume
         self.max_steps = max_steps
         self.stop_hook = stop
         self.progress = cfg.log.progress if progress is None else progress
@@ -219,8 +228,7 @@ class PretrainRun:
         if cfg.train.precision == "auto" and self.device.type == "cpu" and self.precision == "bf16":
             # A timing, so it may come out the other way next time: a resumed run keeps the
             # choice its checkpoint was trained with and continues the same computation.
-            resumed = self.ckpt.latest() if self.resume else None
-            saved = self.ckpt.read_meta(resumed).get("precision") if resumed else None
+            saved = self.resumed.meta.get("precision") if self.resumed else None
             self.precision = saved or choose_cpu_precision(encoder, cfg.model.max_len)[0]
             if self.world > 1:  # every rank must agree: rank 0 decides
                 self.precision = dist_util.all_gather_objects(self.precision)[0]
@@ -297,7 +305,8 @@ class PretrainRun:
         meta = {"stage": s, "global_step": step, "plan": _plan_summary(self.plan),
                 "precision": self.precision,
                 "trainer": {k: v for k, v in trainer.state_dict().items() if k != "optimizer"},
-                "history": self.history, "config": self.cfg.to_dict()}
+                "history": self.history, "config": self.cfg.to_dict(),
+                "changes": self.changes}
         rank_state = {"rng": rng_state(), "feeder_position": feeder.position,
                       "consumed": dict(self.consumed),
                       "streams": {n: st.state_dict() for n, st in self.streams.items()}}
@@ -317,37 +326,76 @@ class PretrainRun:
         atomic_write_text(path / "pretraining.json", json.dumps(info, indent=1) + "\n")
 
     def run(self) -> PretrainResult:
+        """The run, holding output_dir's lock (rank 0) from the first check to the last file."""
+        lock = RunLock(self.out)
+        failure = None
+        if self.rank == 0:
+            try:
+                lock.__enter__()
+                claim(self.out, resume=self.resume, overwrite=self.overwrite)
+                self.ckpt.remove_stale()
+            except RunDirError as exc:
+                lock.__exit__()
+                failure = exc
+        message = dist_util.all_gather_objects(str(failure) if failure else None)[0]
+        if failure:
+            raise failure
+        if message:  # every rank stops when rank 0 does
+            raise RunDirError(message)
+        try:
+            return self._run()
+        finally:
+            lock.__exit__()
+
+    def _resumable(self) -> Loaded | None:
+        """The newest intact checkpoint, its config compared with this run's key by key."""
+        loaded = self.ckpt.newest_intact()
+        if loaded is None:
+            logger.warning("--resume: no checkpoint in %s; starting afresh", self.ckpt.directory)
+            return None
+        changes = config_changes(loaded.meta.get("config", {}), self.cfg.to_dict())
+        refuse_changes(changes, self.allow_change, f"--resume from {loaded.path}")
+        if loaded.meta["plan"] != _plan_summary(self.plan):
+            raise ValueError(f"{loaded.path} was written for a different plan (stages, steps, "
+                             f"tasks or ids changed); start a new output_dir")
+        self.changes = list(loaded.meta.get("changes", []))
+        if changes:
+            self.accepted = {k: [a, b] for k, (a, b) in changes.items()}
+            self.changes.append({"step": int(loaded.meta["global_step"]),
+                                 "changed": self.accepted})
+            logger.warning("resuming %s with changed settings (--allow-change): %s", loaded.path,
+                           "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()))
+        return loaded
+
+    def _run(self) -> PretrainResult:
         cfg, plan = self.cfg, self.plan
+        self.resumed = self._resumable() if self.resume else None
         self.build()
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out / "config.json",
                               json.dumps(cfg.to_dict(), indent=1, ensure_ascii=False) + "\n")
-        loaded = None
+        loaded = self.resumed
         first_stage = 0
         loop_state = LoopState()
-        if self.resume:
-            path = self.ckpt.latest()
-            if path is None:
-                logger.warning("--resume: no checkpoint in %s; starting afresh", self.ckpt.directory)
-            else:
-                loaded = self.ckpt.load(path)
-                if loaded.meta["plan"] != _plan_summary(plan):
-                    raise ValueError(f"{path} was written for a different plan (stages, steps, "
-                                     f"tasks or ids changed); start a new output_dir")
-                s = int(loaded.meta["stage"])
-                for k in range(s + 1):
-                    self._grow(k)
-                self.model.load_state_dict(loaded.model)
-                self.history = loaded.meta.get("history", [])
-                loop = loaded.meta["trainer"]["loop"]
-                loop_state = LoopState(**{k: int(v) for k, v in loop.items()})
-                for n, st in loaded.rank["streams"].items():
-                    self.streams[n].load_state_dict(st)
-                self.consumed.update({k: int(v) for k, v in loaded.rank["consumed"].items()})
-                done_in_stage = loop_state.step - plan.stage_start(s)
-                first_stage = s + 1 if done_in_stage >= plan.stages[s].steps else s
-                logger.info("resuming from %s (step %d, stage %d)", path, loop_state.step, s + 1)
+        if loaded is not None:
+            if self.accepted:
+                self.logger.write({"step": int(loaded.meta["global_step"]), "tasks": {},
+                                   "changed": self.accepted}, "resume")
+            path = loaded.path
+            s = int(loaded.meta["stage"])
+            for k in range(s + 1):
+                self._grow(k)
+            self.model.load_state_dict(loaded.model)
+            self.history = loaded.meta.get("history", [])
+            loop = loaded.meta["trainer"]["loop"]
+            loop_state = LoopState(**{k: int(v) for k, v in loop.items()})
+            for n, st in loaded.rank["streams"].items():
+                self.streams[n].load_state_dict(st)
+            self.consumed.update({k: int(v) for k, v in loaded.rank["consumed"].items()})
+            done_in_stage = loop_state.step - plan.stage_start(s)
+            first_stage = s + 1 if done_in_stage >= plan.stages[s].steps else s
+            logger.info("resuming from %s (step %d, stage %d)", path, loop_state.step, s + 1)
         trainer = None
         completed = True
         with _Interrupt() as interrupt:
@@ -433,7 +481,7 @@ class PretrainRun:
             dist_util.barrier()
         report = self._report()
         return PretrainResult(self.out, final, report, self.history, loop_state.step, completed,
-                              self.chance)
+                              self.chance, interrupted=interrupt.flag and not completed)
 
     def _report(self) -> dict[str, Path]:
         if self.rank != 0 or not self.history:
@@ -453,19 +501,24 @@ def _slug(name: str) -> str:
 
 def pretrain(config: str | Path | dict | PretrainConfig, *, resume: bool = False,
              overrides: dict[str, Any] | None = None, max_steps: int | None = None,
-             stop: Callable[[int], bool] | None = None,
-             progress: bool | None = None) -> PretrainResult:
+             stop: Callable[[int], bool] | None = None, progress: bool | None = None,
+             overwrite: bool = False, allow_change: list[str] | None = None) -> PretrainResult:
     """Run a pre-training config (a path, a shipped config name, a dict or a PretrainConfig).
 
     `resume`: continue from the newest checkpoint in output_dir/checkpoints. `overrides`: dotted
     keys to change ({"train.lr": 1e-4}). `max_steps` / `stop(step)`: stop after that many global
     steps (or when stop returns True) without saving, as if the process were killed there:
-    a test hook for resume. SIGINT/SIGTERM stop after the current step and save."""
+    a test hook for resume. SIGINT/SIGTERM stop after the current step and save.
+
+    output_dir belongs to one run: a fresh run refuses a directory holding another run's outputs
+    unless `overwrite` (which deletes them); a resumed run refuses a config that differs from
+    its checkpoint's in a key that changes the result, unless the key is in `allow_change`."""
     cfg = load_config(config, overrides)
     joined = not dist_util.is_distributed()
     try:
         return PretrainRun(cfg, resume=resume, max_steps=max_steps, stop=stop,
-                           progress=progress).run()
+                           progress=progress, overwrite=overwrite,
+                           allow_change=allow_change).run()
     finally:
         if joined and dist_util.is_distributed():  # we joined the group, so we leave it
             torch.distributed.destroy_process_group()
