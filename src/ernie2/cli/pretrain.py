@@ -11,6 +11,11 @@ def add_arguments(p):
     p.add_argument("config", nargs="?", help="config file (.toml/.yaml) or shipped config name")
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest checkpoint in output_dir/checkpoints")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the outputs of an earlier run in output_dir and start afresh")
+    p.add_argument("--allow-change", dest="allow_change", action="append", default=[],
+                   metavar="KEY", help="with --resume: accept a changed config key (or every key "
+                   "under a section), e.g. --allow-change train.lr")
     p.add_argument("--output-dir", dest="output_dir", help="override output_dir")
     p.add_argument("--data-dir", dest="data_dir", help="override data_dir")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -51,7 +56,8 @@ def run(args):
         return 0
     from ernie2.training import pretrain
 
-    result = pretrain(cfg, resume=args.resume, max_steps=args.max_steps, progress=args.progress)
+    result = pretrain(cfg, resume=args.resume, max_steps=args.max_steps, progress=args.progress,
+                      overwrite=args.overwrite, allow_change=args.allow_change)
     if result.report.get("md"):
         print(result.report["md"].read_text(encoding="utf-8"))
     print(f"steps: {result.steps}" + ("" if result.completed else " (stopped early)"))
@@ -61,4 +67,10 @@ def run(args):
         print(f"final model: {result.final_model}")
     else:
         print(f"checkpoints: {result.output_dir / 'checkpoints'} (resume with --resume)")
+    if result.interrupted:
+        again = " ".join(["ernie2 pretrain", args.config, *(f"--set {o}" for o in args.overrides),
+                          *(f"--{k.replace('_', '-')} {getattr(args, k)}"
+                            for k in ("output_dir", "data_dir") if getattr(args, k)), "--resume"])
+        print(f"interrupted at step {result.steps}; a checkpoint is saved. Resume with: {again}")
+        return 130
     return 0
