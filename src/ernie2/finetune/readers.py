@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -140,6 +141,9 @@ def read_text_tsv(path: str | os.PathLike, pair: bool | None = False, need_label
                     label = float(label)
                 except ValueError:
                     raise DataError(f"{source}: label {label!r} is not a number") from None
+                if not math.isfinite(label):
+                    raise DataError(f"{source}: label {row['label'].strip()!r} is not a finite "
+                                    "number")
         qid = row.get("qid")
         if need_qid and not qid.strip():
             raise DataError(f"{source}: empty qid")
@@ -189,6 +193,18 @@ def collect_labels(examples: Sequence[TextExample | TaggedExample]) -> list[str]
         raise DataError("no labels in the training data")
     numeric = all(re.fullmatch(r"-?\d+", s) for s in seen)
     return sorted(seen, key=int) if numeric else sorted(seen)
+
+
+def check_labels(examples: Sequence[TextExample | TaggedExample], labels: "Labels") -> None:
+    """DataError (file:line) for the first label of `examples` that `labels` does not know:
+    found before training, not at the first evaluation."""
+    for ex in examples:
+        if isinstance(ex, TaggedExample):
+            found = ex.labels or ()
+        else:
+            found = () if ex.label is None else (ex.label,)
+        for label in found:
+            labels.id(str(label), ex.source)
 
 
 class Labels:
@@ -359,6 +375,9 @@ def read_squad(path: str | os.PathLike, need_answers: bool = True) -> list[MrcEx
                     start = need(ans, "answer_start", int, w)
                     if not text.strip():
                         raise DataError(f"{path}: {w}: empty answer text")
+                    if not 0 <= start < len(context):
+                        raise DataError(f"{path}: {w}: answer_start {start} is outside its "
+                                        f"context (expected 0..{len(context) - 1})")
                     if context[start:start + len(text)] != text:
                         found = _find_answer(context, text, start)
                         if found is None:
@@ -378,6 +397,6 @@ def read_squad(path: str | os.PathLike, need_answers: bool = True) -> list[MrcEx
 
 
 __all__ = ["Answer", "DataError", "MrcExample", "TaggedExample", "TextExample",
-           "Labels", "collect_labels", "read_label_map", "read_ner", "read_ner_columns",
+           "Labels", "check_labels", "collect_labels", "read_label_map", "read_ner", "read_ner_columns",
            "read_ner_tsv", "read_squad", "read_text_tsv", "read_tsv_rows", "strip_cjk_spaces",
            "write_label_map"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -437,11 +438,30 @@ def resolve_config_path(source: str | Path) -> Path:
 
 
 NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+MAX_STEPS = 10 ** 9  # far beyond any run, far below what the schedule's counters can hold
+
+
+def _non_finite(node: Any, path: list) -> list | None:
+    """The key path of the first NaN or infinite number in a section tree."""
+    if dataclasses.is_dataclass(node):
+        node = {f.name: getattr(node, f.name) for f in dataclasses.fields(node)}
+    items = node.items() if isinstance(node, dict) else (
+        enumerate(node) if isinstance(node, list) else ())
+    for k, v in items:
+        if isinstance(v, float) and not math.isfinite(v):
+            return path + [k]
+        found = _non_finite(v, path + [k])
+        if found:
+            return found
+    return None
 
 
 def validate(cfg: PretrainConfig, text: str | None = None) -> None:
     """Checks across keys (the types are checked while reading)."""
     r = _Reader(cfg.source, text)
+    bad = _non_finite(cfg, [])
+    if bad:
+        raise r.fail(bad, "must be a finite number")
     if not cfg.stages:
         raise r.fail(["stages"], "no stages: a run needs at least one [[stages]] entry")
     m = cfg.model
@@ -467,6 +487,9 @@ def validate(cfg: PretrainConfig, text: str | None = None) -> None:
     for i, st in enumerate(cfg.stages):
         if st.steps < 0:
             raise r.fail(["stages", i, "steps"], f"must be >= 0, got {st.steps}")
+        if st.steps > MAX_STEPS:
+            raise r.fail(["stages", i, "steps"], f"must be at most {MAX_STEPS:_}, got "
+                         f"{st.steps}")
         if st.lr is not None and st.lr <= 0:
             raise r.fail(["stages", i, "lr"], f"must be positive, got {st.lr}")
         for j, t in enumerate(st.tasks):
@@ -513,6 +536,20 @@ def validate(cfg: PretrainConfig, text: str | None = None) -> None:
         raise r.fail(["train", "shuffle_buffer"], f"must be >= 0, got {tr.shuffle_buffer}")
     if tr.lr <= 0:
         raise r.fail(["train", "lr"], "must be positive")
+    if tr.weight_decay < 0:
+        raise r.fail(["train", "weight_decay"], f"must be >= 0, got {tr.weight_decay}")
+    if tr.eps <= 0:
+        raise r.fail(["train", "eps"], f"must be positive, got {tr.eps}")
+    if tr.warmup_steps is not None and not 0 <= tr.warmup_steps <= MAX_STEPS:
+        raise r.fail(["train", "warmup_steps"], f"must be in [0, {MAX_STEPS:_}], got "
+                     f"{tr.warmup_steps}")
+    if tr.grad_clip is not None and tr.grad_clip <= 0:
+        raise r.fail(["train", "grad_clip"], f"must be positive (or none: no clipping), got "
+                     f"{tr.grad_clip}")
+    if tr.max_bad_steps < 1:
+        raise r.fail(["train", "max_bad_steps"], f"must be at least 1, got {tr.max_bad_steps}")
+    if cfg.log.peak_tflops is not None and cfg.log.peak_tflops <= 0:
+        raise r.fail(["log", "peak_tflops"], f"must be positive, got {cfg.log.peak_tflops}")
     if len(tr.betas) != 2 or not all(0 <= b < 1 for b in tr.betas):
         raise r.fail(["train", "betas"], "expected two numbers in [0, 1)")
     if not 0 <= tr.warmup_ratio <= 1:

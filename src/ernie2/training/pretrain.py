@@ -28,8 +28,8 @@ from ernie2.tasks.base import create_task
 from ernie2.tokenizer import ErnieTokenizer
 from ernie2.training import distributed as dist_util
 from ernie2.training.checkpoints import CheckpointManager, Loaded, rng_state, set_rng_state
-from ernie2.training.config import (PretrainConfig, config_changes, load_config, refuse_changes,
-                                    task_run_name)
+from ernie2.training.config import (ConfigError, PretrainConfig, config_changes, load_config,
+                                    refuse_changes, task_run_name)
 from ernie2.training.data import Batching, StageFeeder, units_of
 from ernie2.training.evaluation import (chance_level, evaluate, is_lm_like, main_metric,
                                         write_forgetting_report)
@@ -157,16 +157,26 @@ class PretrainRun:
         m = self.cfg.model
         rows = self.plan.table_size(0)
         torch.manual_seed(self.cfg.seed)
+        try:
+            if self._ckpt is None:
+                config = ErnieConfig.from_name(m.size, vocab_size=self.tokenizer.vocab_size,
+                                               use_task_id=True, task_type_vocab_size=rows,
+                                               **m.overrides)
+            else:
+                base = self._ckpt.config
+                have = base.task_type_vocab_size if base.use_task_id else 0
+                config = base.replace(use_task_id=True, task_type_vocab_size=max(have, rows),
+                                      **m.overrides)
+            config.check_memory(copies=4, what="training this model")
+        except (TypeError, ValueError) as exc:  # an unknown, mistyped or oversized override
+            raise ConfigError(f"{self.cfg.source}: model (size {m.size}, init_from "
+                              f"{m.init_from}, overrides {m.overrides}): {exc}") from None
+        if m.max_len > config.max_position_embeddings:
+            raise ValueError(f"{self.cfg.source}: model.max_len {m.max_len} exceeds the model's "
+                             f"max_position_embeddings {config.max_position_embeddings}")
         if self._ckpt is None:
-            config = ErnieConfig.from_name(m.size, vocab_size=self.tokenizer.vocab_size,
-                                           use_task_id=True, task_type_vocab_size=rows,
-                                           **m.overrides)
             encoder = ErnieModel(config)
         else:
-            base = self._ckpt.config
-            have = base.task_type_vocab_size if base.use_task_id else 0
-            config = base.replace(use_task_id=True, task_type_vocab_size=max(have, rows),
-                                  **m.overrides)
             if config.vocab_size != self.tokenizer.vocab_size:
                 raise ValueError(f"{self.cfg.source}: the vocab has {self.tokenizer.vocab_size} "
                                  f"tokens, the checkpoint {m.init_from} {config.vocab_size}")
@@ -178,9 +188,6 @@ class PretrainRun:
                     table.weight[have:].zero_()
             if fresh:
                 logger.info("added to %s: %s", m.init_from, ", ".join(fresh))
-        if m.max_len > encoder.config.max_position_embeddings:
-            raise ValueError(f"{self.cfg.source}: model.max_len {m.max_len} exceeds the model's "
-                             f"max_position_embeddings {encoder.config.max_position_embeddings}")
         return encoder.to(self.device)
 
     def _make_task(self, name: str):
