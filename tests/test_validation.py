@@ -1,0 +1,100 @@
+"""Input refused before anything is allocated or trained: option ranges, model sizes against a
+memory estimate, non-finite labels, MRC offsets, dev/test labels against the label map."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ernie2 import ErnieConfig
+from ernie2.cli import main
+from ernie2.finetune import FinetuneSettings, finetune
+from ernie2.finetune.readers import DataError, read_squad, read_text_tsv
+from ernie2.training import ConfigError, load_config, pretrain
+from test_training_toytasks import base_config
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("train.grad_clip", -1.0, "train.grad_clip: must be positive (or none: no clipping)"),
+    ("train.warmup_steps", -10, "train.warmup_steps: must be in [0, "),
+    ("train.lr", float("nan"), "train.lr: must be a finite number"),
+    ("train.eps", 0.0, "train.eps: must be positive"),
+    ("train.weight_decay", float("inf"), "train.weight_decay: must be a finite number"),
+    ("train.max_bad_steps", 0, "train.max_bad_steps: must be at least 1"),
+    ("stages.0.steps", 10 ** 20, "stages[0].steps: must be at most 1_000_000_000"),
+    ("log.peak_tflops", -2.0, "log.peak_tflops: must be positive"),
+])
+def test_out_of_range_options_are_refused_naming_the_key(tmp_path, key, value, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(base_config(tmp_path), {key: value})
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"hidden_size": 10 ** 9, "num_attention_heads": 1},
+     r"model needs about [\d,.]+ GiB .* more than the [\d,.]+ GiB this machine has "
+     r"available \(hidden_size 1000000000"),
+    ({"hidden_size": "64"}, "hidden_size must be an integer, got '64'"),
+    ({"hidden_dropout_prob": 1.5}, r"hidden_dropout_prob must be in \[0, 1\)"),
+    ({"hiden_size": 64}, "unexpected keyword argument 'hiden_size'"),
+])
+def test_model_sizes_are_checked_before_allocation(tmp_path, overrides, message):
+    cfg = base_config(tmp_path, **{"model.overrides": overrides})
+    with pytest.raises(ConfigError, match=message):
+        pretrain(cfg)
+
+
+def test_memory_estimate_counts_every_parameter():
+    from ernie2 import ErnieModel
+    config = ErnieConfig.from_name("test", use_task_id=True, vocab_size=99)
+    assert config.num_parameters() == sum(p.numel() for p in ErnieModel(config).parameters())
+
+
+def test_finetune_settings_ranges(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"grad_clip: expected a positive number, got -1"):
+        FinetuneSettings(task="classify", data_dir=".", from_pretrained="x", grad_clip=-1.0)
+    with pytest.raises(ValueError, match=r"warmup_proportion: expected a fraction"):
+        FinetuneSettings(task="classify", data_dir=".", from_pretrained="x",
+                         warmup_proportion=float("nan"))
+    assert main(["finetune", "--task", "classify", "--data_dir", str(tmp_path),
+                 "--from_pretrained", "x", "--grad_clip", "-1"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "ernie2 finetune: error: grad_clip: expected a positive number, got -1.0")
+
+
+@pytest.mark.parametrize("label", ["nan", "inf", "-Infinity"])
+def test_regression_labels_must_be_finite(tmp_path, label):
+    p = tmp_path / "train.tsv"
+    p.write_text(f"text_a\tlabel\nok\t1.5\nbad\t{label}\n", encoding="utf-8")
+    with pytest.raises(DataError, match=rf"train.tsv:3: label '{label}' is not a finite number"):
+        read_text_tsv(p, regression=True)
+
+
+@pytest.mark.parametrize("start", [-3, 99])
+def test_mrc_answer_start_must_lie_in_the_context(tmp_path, start):
+    p = tmp_path / "train.json"
+    p.write_text(json.dumps({"data": [{"paragraphs": [{"context": "abc xyz", "qas": [
+        {"id": "q1", "question": "?", "answers": [{"text": "xyz", "answer_start": start}]}]}]}]}),
+        encoding="utf-8")
+    with pytest.raises(DataError, match=rf"answers\[0\] \(id q1\): answer_start {start} is "
+                                        r"outside its context \(expected 0..6\)"):
+        read_squad(p)
+
+
+@pytest.mark.parametrize("split", ["dev", "test"])
+def test_an_unseen_label_is_found_before_training(tmp_path, split):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.tsv").write_text("text_a\tlabel\ngood\tpos\nbad\tneg\n", encoding="utf-8")
+    other = "dev" if split == "test" else "test"
+    (data / f"{other}.tsv").write_text("text_a\tlabel\nfine\tpos\n", encoding="utf-8")
+    (data / f"{split}.tsv").write_text("text_a\tlabel\nfine\tpos\nmeh\tneutral\n",
+                                       encoding="utf-8")
+    out = tmp_path / "out"
+    # from_pretrained does not exist: the label check must come before the model is loaded
+    with pytest.raises(DataError, match=rf"{split}.tsv:3: unknown label 'neutral' "
+                                        r"\(known: neg, pos\)"):
+        finetune(FinetuneSettings(task="classify", data_dir=str(data), output_dir=str(out),
+                                  from_pretrained=str(tmp_path / "no-model")))
+    assert not out.exists()
