@@ -98,3 +98,56 @@ def test_an_unseen_label_is_found_before_training(tmp_path, split):
         finetune(FinetuneSettings(task="classify", data_dir=str(data), output_dir=str(out),
                                   from_pretrained=str(tmp_path / "no-model")))
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------- pretrain --check
+def _check(tmp_path, capsys, **changes):
+    import yaml
+    cfg = base_config(tmp_path, **changes)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    code = main(["pretrain", str(path), "--check"])
+    out, err = capsys.readouterr()
+    return code, out, err.strip(), path
+
+
+def test_check_builds_every_task_and_one_example_each(tmp_path, capsys):
+    code, out, err, _ = _check(tmp_path, capsys)
+    assert code == 0, err
+    assert "vocab " in out and " parameters" in out
+    for name in ("mlm", "order", "even"):
+        assert f"  task {name}: task id" in out and "an example of " in out
+    assert not (tmp_path / "run").exists()  # nothing trained, nothing written
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"stages": [{"name": "s", "steps": 2, "tasks": [{"task": "no_such_task"}]}]},
+     "unknown task 'no_such_task'"),
+    ({"stages": [{"name": "s", "steps": 2, "tasks": [
+        {"task": "sentence_reordering", "options": {"poolng": 3}}]}]},
+     r"stages\[0\].tasks\[0\].options: got an unexpected keyword argument 'poolng' \(task "
+     r"sentence_reordering takes: "),
+    ({"corpora": [{"name": "toy", "path": "missing.txt", "format": "text"}]},
+     "corpus file .*missing.txt not found"),
+    ({"model": {"size": "test", "vocab": "vocab.txt", "max_len": 48,
+                "overrides": {"hidden_size": "64"}}}, "hidden_size must be an integer"),
+])
+def test_check_finds_what_training_would_trip_over(tmp_path, capsys, change, message):
+    import re
+    code, out, err, path = _check(tmp_path, capsys, **change)
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert err.startswith("ernie2 pretrain: error: ") and re.search(message, err), err
+
+
+def test_prepared_corpus_format_is_accepted_and_a_bad_one_names_the_line(tmp_path, capsys):
+    from ernie2.corpus import prepare_corpus
+    _, _, _, _ = _check(tmp_path, capsys)  # writes corpus.txt and vocab.txt
+    prepare_corpus({"path": str(tmp_path / "corpus.txt"), "format": "text", "lang": "en",
+                    "annotate": False}, tmp_path / "prepared", progress=False)
+    code, out, err, _ = _check(tmp_path, capsys, corpora=[
+        {"name": "toy", "path": "prepared", "format": "prepared"}])
+    assert code == 0, err
+    code, out, err, path = _check(tmp_path, capsys, corpora=[
+        {"name": "toy", "path": "prepared", "format": "prepard"}])
+    assert code == 1 and f"{path}:" in err and "corpora[0].format: unknown format 'prepard'" \
+        in err

@@ -26,7 +26,8 @@ def add_arguments(p):
                    help="no progress bar")
     p.add_argument("--list-configs", action="store_true", help="list the shipped configs")
     p.add_argument("--check", action="store_true",
-                   help="read and validate the config, print the plan, train nothing")
+                   help="validate everything short of training (config, vocab, model sizes, "
+                   "tasks and their options, one example per task), print the plan")
 
 
 def run(args):
@@ -45,14 +46,8 @@ def run(args):
         overrides["data_dir"] = args.data_dir
     cfg = load_config(args.config, overrides)
     if args.check:
-        from ernie2.training.pretrain import plan_from_config
-        plan = plan_from_config(cfg)
-        print(f"{cfg.source}: valid; {plan.schedule} schedule, {plan.total_steps} steps")
-        for st in plan.stages:
-            shares = ", ".join(f"{n}={st.counts[n]}" for n in st.trained)
-            print(f"  stage {st.index + 1} {st.name}: {st.steps} steps ({shares})")
-        for t in plan.tasks:
-            print(f"  task {t.name}: task id {t.task_id}, from stage {t.stage + 1}")
+        from ernie2.training.pretrain import check
+        print("\n".join(check(cfg)))
         return 0
     from ernie2.training import pretrain
 

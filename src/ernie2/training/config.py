@@ -477,8 +477,12 @@ def validate(cfg: PretrainConfig, text: str | None = None) -> None:
                          "vocab file")
     if m.max_len < 8:
         raise r.fail(["model", "max_len"], f"must be at least 8, got {m.max_len}")
+    from ernie2.corpus.spec import corpus_formats
     corpus_names = [c.name for c in cfg.corpora]
     for i, c in enumerate(cfg.corpora):
+        if c.format not in corpus_formats():
+            raise r.fail(["corpora", i, "format"], f"unknown format {c.format!r}; known: "
+                         f"{', '.join(corpus_formats())}")
         if corpus_names.count(c.name) > 1:
             raise r.fail(["corpora", i, "name"], f"corpus {c.name!r} is defined twice")
         if c.heldout is not None and not 0 <= c.heldout < 1:

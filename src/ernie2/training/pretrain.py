@@ -10,6 +10,7 @@ forgetting report.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import random
@@ -24,7 +25,7 @@ import torch
 from ernie2.model.checkpoint import load_encoder, read_checkpoint
 from ernie2.model.config import ErnieConfig
 from ernie2.model.modeling import ErnieModel
-from ernie2.tasks.base import create_task
+from ernie2.tasks.base import create_task, load_factory
 from ernie2.tokenizer import ErnieTokenizer
 from ernie2.training import distributed as dist_util
 from ernie2.training.checkpoints import CheckpointManager, Loaded, rng_state, set_rng_state
@@ -153,10 +154,10 @@ class PretrainRun:
                                         f"{m.init_from} has no vocab.txt")
         return ErnieTokenizer(self.vocab_file)
 
-    def _encoder(self) -> ErnieModel:
+    def _model_config(self) -> ErnieConfig:
+        """The encoder's config, its sizes checked against memory before any allocation."""
         m = self.cfg.model
         rows = self.plan.table_size(0)
-        torch.manual_seed(self.cfg.seed)
         try:
             if self._ckpt is None:
                 config = ErnieConfig.from_name(m.size, vocab_size=self.tokenizer.vocab_size,
@@ -174,13 +175,18 @@ class PretrainRun:
         if m.max_len > config.max_position_embeddings:
             raise ValueError(f"{self.cfg.source}: model.max_len {m.max_len} exceeds the model's "
                              f"max_position_embeddings {config.max_position_embeddings}")
-        if self._ckpt is None:
-            encoder = ErnieModel(config)
-        else:
-            if config.vocab_size != self.tokenizer.vocab_size:
-                raise ValueError(f"{self.cfg.source}: the vocab has {self.tokenizer.vocab_size} "
-                                 f"tokens, the checkpoint {m.init_from} {config.vocab_size}")
-            encoder = ErnieModel(config)
+        if self._ckpt is not None and config.vocab_size != self.tokenizer.vocab_size:
+            raise ValueError(f"{self.cfg.source}: the vocab has {self.tokenizer.vocab_size} "
+                             f"tokens, the checkpoint {m.init_from} {config.vocab_size}")
+        return config
+
+    def _encoder(self) -> ErnieModel:
+        m = self.cfg.model
+        config = self._model_config()
+        torch.manual_seed(self.cfg.seed)
+        encoder = ErnieModel(config)
+        if self._ckpt is not None:
+            have = self._ckpt.config.task_type_vocab_size if self._ckpt.config.use_task_id else 0
             fresh = load_encoder(encoder, self._ckpt)
             table = encoder.embeddings.task_type_embeddings
             with torch.no_grad():
@@ -190,11 +196,28 @@ class PretrainRun:
                 logger.info("added to %s: %s", m.init_from, ", ".join(fresh))
         return encoder.to(self.device)
 
+    def _where(self, name: str) -> str:
+        for i, st in enumerate(self.cfg.stages):
+            for j, t in enumerate(st.tasks):
+                if task_run_name(t) == name:
+                    return f"stages[{i}].tasks[{j}]"
+        return name
+
     def _make_task(self, name: str):
         sec = self.sections[name]
-        task = create_task(sec.task, tokenizer=self.tokenizer, max_len=self.cfg.model.max_len,
-                           task_id=self.plan.task(name).task_id, **sec.options)
-        return task
+        args = dict(tokenizer=self.tokenizer, max_len=self.cfg.model.max_len,
+                    task_id=self.plan.task(name).task_id, **sec.options)
+        factory = load_factory(sec.task)
+        try:
+            inspect.signature(factory).bind(**args)
+        except TypeError as exc:  # a misspelled or missing option, named before the call
+            params = [p for p in inspect.signature(factory).parameters
+                      if p not in ("self", "tokenizer", "max_len", "task_id")]
+            raise ConfigError(f"{self.cfg.source}: {self._where(name)}.options: {exc} (task "
+                              f"{sec.task} takes: {', '.join(params) or 'no options'})") from None
+        except ValueError:  # no signature to inspect (a builtin): let the call decide
+            pass
+        return create_task(sec.task, **args)
 
     def _corpus(self, name: str) -> tuple[dict, float]:
         sec = self.sections[name]
@@ -500,6 +523,39 @@ class PretrainRun:
                 metric_names[n] = main_metric(res)[0]
         return write_forgetting_report(self.history, names, self.chance, metric_names,
                                        self.out / "report", f"{self.plan.schedule} schedule")
+
+
+def check(config: str | Path | dict | PretrainConfig,
+          overrides: dict[str, Any] | None = None) -> list[str]:
+    """`ernie2 pretrain --check`: everything short of training. The plan, the tokenizer and
+    vocab, the model's sizes (against memory; nothing allocated), every task built with its
+    options, and each task's corpus opened and one example built from it. Returns the report's
+    lines; any problem raises, naming the file and key."""
+    from ernie2.training.streams import train_stream
+
+    cfg = load_config(config, overrides)
+    run = PretrainRun(cfg)
+    run._ckpt = read_checkpoint(cfg.model.init_from) if cfg.model.init_from else None
+    run.tokenizer = run._tokenizer()
+    model = run._model_config()
+    plan = run.plan
+    lines = [f"{cfg.source}: valid; {plan.schedule} schedule, {plan.total_steps} steps",
+             f"  vocab {run.vocab_file}: {run.tokenizer.vocab_size} tokens; model "
+             f"{model.num_parameters():,} parameters"]
+    for st in plan.stages:
+        shares = ", ".join(f"{n}={st.counts[n]}" for n in st.trained)
+        lines.append(f"  stage {st.index + 1} {st.name}: {st.steps} steps ({shares})")
+    for t in plan.tasks:
+        task = run._make_task(t.name)
+        spec, frac = run._corpus(t.name)
+        stream = train_stream(task, spec, seed=cfg.seed, heldout=frac, rank=0, world=1)
+        example = next(iter(stream), None)
+        if example is None:
+            raise ValueError(f"{cfg.source}: {run._where(t.name)}: task {t.name} builds no "
+                             f"example from its corpus {spec['path']}")
+        lines.append(f"  task {t.name}: task id {t.task_id}, from stage {t.stage + 1}; an "
+                     f"example of {len(example.input_ids)} tokens built from {spec['path']}")
+    return lines
 
 
 def _slug(name: str) -> str:
