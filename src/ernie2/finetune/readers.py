@@ -154,14 +154,22 @@ def read_text_tsv(path: str | os.PathLike, pair: bool | None = False, need_label
     return out
 
 
+def _read_json(path: str | os.PathLike):
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply") from None
+
+
 # ---------------------------------------------------------------------- label maps
 def read_label_map(path: str | os.PathLike) -> list[str]:
     """A label_map.json `{"label": id}` as the list of labels in id order (ids 0..n-1)."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    raw = _read_json(path)
     if not isinstance(raw, dict) or not raw:
         raise DataError(f"{path}: expected a JSON object mapping each label to its id")
     ids = {}
@@ -330,12 +338,7 @@ def read_squad(path: str | os.PathLike, need_answers: bool = True) -> list[MrcEx
     occurrence of the text (some released sets are off by a few characters); an answer that
     does not occur in its context is an error."""
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    raw = _read_json(path)
     data = raw.get("data") if isinstance(raw, dict) else None
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a SQuAD JSON object with a 'data' list")
