@@ -242,6 +242,7 @@ def test_kill_9_at_random_moments_resumes_bit_identical(full, tmp_path):
                                 checkpoint={**cfg["checkpoint"], "every": 1, "keep": 2})
     ckpts = CheckpointManager(Path(cfg["output_dir"]) / "checkpoints")
     rng = random.Random(14)
+    lock = Path(cfg["output_dir"]) / ".lock"
     for trial in range(4):
         done = int(ckpts.latest().name.split("-")[1]) if ckpts.latest() else 0
         pid = _fork(["pretrain", str(cfg_file), "--no-progress", "--resume"], tmp_path / "log")
@@ -249,9 +250,13 @@ def test_kill_9_at_random_moments_resumes_bit_identical(full, tmp_path):
         time.sleep(rng.uniform(0, 0.15))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+        if (Path(cfg["output_dir"]) / "final").exists():
+            break
+        assert lock.read_text().split()[0] == str(pid)  # stale: the next run takes it over
     if not (Path(cfg["output_dir"]) / "final").exists():
         assert pretrain(cfg, resume=True).completed
     assert same(weights(cfg["output_dir"]), final)
+    assert not lock.exists()
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_130(full, tmp_path):
@@ -292,3 +297,15 @@ def test_unforeseen_failures_are_one_line_and_debug_shows_the_traceback(tmp_path
         main(["pretrain", str(cfg_file), "--no-progress", "--overwrite"])
 
 
+
+
+def test_an_os_error_is_one_line_naming_the_file(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x", encoding="utf-8")
+    cfg = small_config(tmp_path, output_dir=str(blocker / "run"))
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    assert main(["pretrain", str(cfg_file), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ernie2 pretrain: error: NotADirectoryError: {blocker / 'run'}: Not a "
+                   "directory (--debug shows the traceback)"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -22,8 +23,8 @@ SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
 WORK = Path(tempfile.mkdtemp(prefix="ernie2-fuzz-"))
 
 # Characters the formats give meaning to, mixed with any others.
-SYNTAX = list("\t\n\r ;,:/{}[]\"'<>=|#-.0123456789\x02") + ["text_a", "label", "text_b", "qid",
-                                                             "<page>", "<text>", "\\u"]
+SYNTAX = list("\t\n\r ;,:/{}[]\"'<>=|#-.0123456789\x02") + [
+    "text_a", "label", "text_b", "qid", "<page>", "<text>", "\\u", "nan", "inf", "1e400"]
 texts = st.lists(st.sampled_from(SYNTAX) | st.text(max_size=4), max_size=60).map("".join)
 raw_bytes = st.binary(max_size=300)
 
@@ -91,7 +92,12 @@ def test_ernie1_reader_on_random_field_counts(fields):
 @SETTINGS
 @given(data=contents)
 def test_tsv_reader_on_random_input(kwargs, data):
-    _parses_or_names_the_file(lambda p: read_text_tsv(p, **kwargs), _file(data, "train.tsv"))
+    got = _parses_or_names_the_file(lambda p: read_text_tsv(p, **kwargs),
+                                    _file(data, "train.tsv"))
+    for ex in got or ():  # parsed: texts non-empty, regression labels finite numbers
+        assert ex.text_a.strip()
+        if kwargs.get("regression") and ex.label is not None:
+            assert math.isfinite(ex.label)
 
 
 cells = st.text(st.characters(blacklist_characters="\t\r\n", blacklist_categories=["Cs"]),
@@ -99,13 +105,22 @@ cells = st.text(st.characters(blacklist_characters="\t\r\n", blacklist_categorie
 
 
 @SETTINGS
-@given(header=st.lists(st.sampled_from(["text_a", "text_b", "label", "x"]), min_size=1,
-                       max_size=5, unique=True),
-       rows=st.lists(st.lists(cells, min_size=0, max_size=6), min_size=1, max_size=5))
-def test_tsv_reader_on_random_column_counts(header, rows):
+@given(extra=st.lists(st.sampled_from(["text_b", "x", "label", "text_a"]), max_size=3,
+                      unique=True), data=st.data(), regression=st.booleans())
+def test_tsv_reader_on_random_column_counts(extra, data, regression):
+    header = list(dict.fromkeys(["text_a", "label", *extra]))
+    if data.draw(st.booleans()):  # sometimes a required column is missing
+        header.remove(data.draw(st.sampled_from(["text_a", "label"])))
+    numbers = st.sampled_from(["1.5", "-2", "nan", "inf", "-Infinity", " 3 "])
+    words = st.text("ab中", min_size=1, max_size=5)
+    column = {"text_a": words, "text_b": words, "label": numbers if regression else words}
+    right = st.tuples(*(column.get(h, cells) for h in header)).map(list)
+    wrong = st.lists(cells, max_size=6)  # any number of columns
+    rows = data.draw(st.lists(right | wrong, min_size=1, max_size=3))
     text = "\n".join(["\t".join(header), *("\t".join(r) for r in rows)]) + "\n"
     path = _file(text.encode("utf-8"), "dev.tsv")
-    got = _parses_or_names_the_file(lambda p: read_text_tsv(p, pair=None), path)
+    got = _parses_or_names_the_file(lambda p: read_text_tsv(p, pair=None, regression=regression),
+                                    path)
     data_rows = [r for r in rows if "\t".join(r).strip()]
     if got is None:
         return
@@ -114,7 +129,11 @@ def test_tsv_reader_on_random_column_counts(header, rows):
     assert len(got) == len(data_rows) and all(len(r) == len(header) for r in data_rows)
     for ex, r in zip(got, data_rows):
         assert ex.text_a == r[header.index("text_a")].strip()
-        assert ex.label == r[header.index("label")].strip()
+        label = r[header.index("label")].strip()
+        if regression:
+            assert math.isfinite(ex.label) and ex.label == float(label)
+        else:
+            assert ex.label == label
 
 
 @SETTINGS
@@ -137,6 +156,22 @@ def test_squad_reader_on_random_input(data):
     for ex in got or ():
         for a in ex.answers:  # parsed: every answer lies in its context
             assert ex.context[a.start:a.start + len(a.text)] == a.text
+
+
+@SETTINGS
+@given(context=st.text(st.sampled_from("abxyz 中文"), min_size=1, max_size=12), data=st.data())
+def test_squad_answer_offsets(context, data):
+    """answer_start drawn around the answer's true offset, and its negative alias (what a
+    Python index from the end would find)."""
+    p = data.draw(st.integers(0, len(context) - 1))
+    text = context[p:data.draw(st.integers(p + 1, len(context)))]
+    start = data.draw(st.sampled_from([p, p - len(context), p + 1, -1, len(context)]))
+    squad = {"data": [{"paragraphs": [{"context": context, "qas": [
+        {"id": "q", "question": "?", "answers": [{"text": text, "answer_start": start}]}]}]}]}
+    got = _parses_or_names_the_file(read_squad, _file(json.dumps(squad).encode(), "dev.json"))
+    for ex in got or ():
+        for a in ex.answers:
+            assert 0 <= a.start and ex.context[a.start:a.start + len(a.text)] == a.text
 
 
 @SETTINGS
