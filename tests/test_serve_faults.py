@@ -66,9 +66,11 @@ def test_a_body_slower_than_the_timeout_gets_408(server):
     sock = _connect(server.url)
     sock.sendall(b"POST /encode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  b"Content-Length: 40\r\n\r\n{\"texts\": [")
-    reply = sock.recv(4096).decode()
+    reply = http.client.HTTPResponse(sock)
+    reply.begin()
+    body = json.loads(reply.read())
     sock.close()
-    assert reply.startswith("HTTP/1.1 408") and "not received within 0.5 s" in reply
+    assert reply.status == 408 and "not received within 0.5 s" in body["error"]
 
 
 def test_clients_that_go_away_mid_body_cost_one_log_line_each(server, caplog):
@@ -88,7 +90,7 @@ def test_clients_that_go_away_mid_body_cost_one_log_line_each(server, caplog):
     assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
     t0 = time.monotonic()
     assert Client(server.url).encode(["好"]).pooled.shape == (1, 32)
-    assert time.monotonic() - t0 < 2
+    assert time.monotonic() - t0 < 5  # was 6 s after 1300 such clients
 
 
 @pytest.mark.parametrize("ctype,status", [
