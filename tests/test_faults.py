@@ -173,6 +173,21 @@ def test_every_checkpoint_damaged_is_one_clear_error(full, tmp_path):
         pretrain(cfg, resume=True)
 
 
+def test_a_crash_mid_swap_puts_the_checkpoint_back(tmp_path):
+    """A step saved again (after a resume) swaps the old copy out as .old-step-N before the new
+    one moves in; a crash between the two renames must not lose step N."""
+    from ernie2.training.checkpoints import rng_state
+
+    manager = CheckpointManager(tmp_path, keep=2)
+    opt = {"state": {}, "param_groups": [{"lr": 0.1, "params": []}]}
+    manager.save(4, {"w": torch.ones(2)}, opt, {}, {"rng": rng_state()})
+    os.replace(tmp_path / "step-00000004", tmp_path / ".old-step-00000004")
+    (tmp_path / ".tmp-step-00000004").mkdir()  # the new copy, never finished
+    manager.remove_stale()
+    assert [p.name for p in tmp_path.iterdir()] == ["step-00000004"]
+    assert torch.equal(manager.load().model["w"], torch.ones(2))
+
+
 def test_disk_full_during_a_save_keeps_the_previous_checkpoint(full, tmp_path, monkeypatch,
                                                               capsys):
     import ernie2.training.checkpoints as ck
