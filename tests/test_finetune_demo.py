@@ -1,46 +1,73 @@
-"""examples/finetune_demo.py at a tiny size: both starts, both tasks, the printed table."""
+"""examples/finetune_demo.py at a tiny size, and the protocol it runs (ernie2.finetune.protocol):
+each start's learning rate is the best of its dev grid, the test scores are the chosen rate's
+seeds, the gain and its standard error are those of the scores, the label-efficiency runs train
+on the first n examples, and the report, the curves and the probe are written."""
 
+import json
+import math
+import statistics
+
+import numpy as np
 import pytest
 import torch
 from example_scripts import load_example
 from safetensors.torch import load_file
 
 from ernie2.finetune import samples
+from ernie2.finetune.protocol import ProtocolTask, gain, train_subset
 from ernie2.model import ErnieConfig, ErnieModel
 from ernie2.tokenizer import ErnieTokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_demo_runs_at_a_tiny_size(tmp_path, capsys):
+def test_demo_runs_the_protocol_at_a_tiny_size(tmp_path, capsys):
     demo = load_example("finetune_demo")
     # A stand-in for the pre-training demo's output: config, weights, vocab.txt.
     texts = [*samples.all_texts(samples.sentiment(tmp_path / "v1", sizes=(30, 5, 5))),
              *samples.all_texts(samples.ner(tmp_path / "v2", sizes=(30, 5, 5)))]
     vocab = samples.write_char_vocab(texts, tmp_path / "vocab.txt")
-    torch.manual_seed(0)
+    torch.manual_seed(123)  # not the random start's seed
     cfg = ErnieConfig.from_name("test", vocab_size=ErnieTokenizer(vocab).vocab_size,
                                 use_task_id=True, task_type_vocab_size=5)
     ErnieModel(cfg).save_pretrained(tmp_path / "pre", vocab)
-    tasks = {"sentiment": demo.DemoTask("sentiment", "classify", (48, 12, 12), 3, 32, "accuracy"),
-             "ner": demo.DemoTask("ner", "ner", (32, 8, 8), 3, 32, "f1")}
-    results = demo.main(tmp_path / "pre", tmp_path / "out", tasks, batch_size=16,
-                        learning_rate=1e-3, progress=False)
+    tasks = {"sentiment": demo.DemoTask("sentiment", "classify", (48, 12, 12), 4,
+                                        (1e-3, 1e-2), "accuracy", 32),
+             "ner": demo.DemoTask("ner", "ner", (32, 8, 8), 4, (1e-3, 1e-2), "f1", 32)}
+    summary = demo.main(tmp_path / "pre", tmp_path / "out", tasks, seeds=(1, 2),
+                        train_sizes=(10, 40), workers=2, progress=False)
     printed = capsys.readouterr().out
+    results = summary["results"]
     assert set(results) == {"sentiment", "ner"}
+    lines = printed.splitlines()
     for name, t in tasks.items():
-        for start in ("pretrained", "random"):
-            r = results[name][start]
-            assert 0.0 <= r["dev"] <= 1.0 and 0.0 <= r["test"] <= 1.0
-            out = tmp_path / "out" / f"{name}_{start}"
-            assert (out / "best" / "finetune.json").is_file() and (out / "test_out.tsv").is_file()
-        assert 0.0 <= results[name]["unk"] < 0.5
-        row = next(line for line in printed.splitlines() if line.startswith(name))
-        assert "/".join(map(str, t.sizes)) in row
-        assert f"{results[name]['pretrained']['test']:.3f}" in row
+        section = lines[next(i for i, ln in enumerate(lines) if ln.startswith(f"{name} (")):]
+        assert set(results[name]) == {demo.PRETRAINED, demo.RANDOM}
+        for start, e in results[name].items():
+            # the chosen rate is the best dev score of the grid, and its seed-1 run is reused
+            assert set(e["grid"]) == set(t.lrs)
+            assert e["grid"][e["lr"]][0] == max(dev for dev, _ in e["grid"].values())
+            assert e["dev"] == e["grid"][e["lr"]][0] and e["test"][0] == e["grid"][e["lr"]][1]
+            assert len(e["test"]) == 2
+            assert math.isclose(e["mean"], statistics.fmean(e["test"]))
+            assert math.isclose(e["std"], statistics.stdev(e["test"]))
+            # the label-efficiency points: only sizes below the train split's own
+            assert sorted(e["curve"]) == [n for n in (10, 40) if n < t.sizes[0]]
+            row = next(ln for ln in section if ln.strip().startswith(start))
+            assert f"{e['mean']:.3f} ± {e['std']:.3f}" in row
+        g, se = gain(results[name][demo.PRETRAINED], results[name][demo.RANDOM])
+        assert f"{g:+.3f} (standard error {se:.3f})" in printed
     # The data went through the real readers: TSV for sentiment, the column file for NER.
     assert (tmp_path / "out" / "data" / "sentiment" / "train.tsv").is_file()
     assert (tmp_path / "out" / "data" / "ner" / "train.txt").is_file()
+    # The curves and the probe.
+    png = tmp_path / "out" / "label_efficiency.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(png) in printed
+    probe = summary["probe"]
+    assert set(probe) == {demo.PRETRAINED, demo.RANDOM}
+    assert all(set(p) == {"cls", "mean"} for p in probe.values())
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert saved["probe"] == probe
     # Same size and vocab, different weights.
     rand = tmp_path / "out" / "random_init"
     assert ErnieConfig.from_file(rand / "config.json") == ErnieConfig.from_file(
@@ -50,9 +77,33 @@ def test_demo_runs_at_a_tiny_size(tmp_path, capsys):
                                                                      "model.safetensors"))
     assert a.keys() == b.keys() and not torch.equal(a["ernie.embeddings.word_embeddings.weight"],
                                                     b["ernie.embeddings.word_embeddings.weight"])
-    assert "Capped for time" in printed and "random init" in printed
 
 
 def test_demo_without_a_pretrained_model_says_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the pre-training demo first"):
         load_example("finetune_demo").main(tmp_path / "missing", tmp_path / "out")
+
+
+def test_train_subset_keeps_the_first_examples_and_the_other_splits(tmp_path):
+    tsv = samples.sentiment(tmp_path / "cls", sizes=(20, 4, 4))
+    out = train_subset(ProtocolTask("s", "classify", str(tsv), 1, (1e-3,)), 7, tmp_path / "c7")
+    lines = (tsv / "train.tsv").read_text().splitlines()
+    assert (out / "train.tsv").read_text().splitlines() == lines[:8]
+    assert (out / "test.tsv").read_text() == (tsv / "test.tsv").read_text()
+    col = samples.ner(tmp_path / "ner", sizes=(12, 3, 3), column_file=True)
+    out = train_subset(ProtocolTask("n", "ner", str(col), 1, (1e-3,)), 5, tmp_path / "n5")
+    blocks = [b for b in (out / "train.txt").read_text().split("\n\n") if b.strip()]
+    assert blocks == (col / "train.txt").read_text().split("\n\n")[:5]
+    with pytest.raises(ValueError, match="13 training examples asked, 12 there"):
+        train_subset(ProtocolTask("n", "ner", str(col), 1, (1e-3,)), 13, tmp_path / "n13")
+
+
+def test_gain_is_the_mean_difference_with_its_standard_error():
+    a = {"test": [0.8, 0.82, 0.84]}
+    b = {"test": [0.7, 0.75, 0.71]}
+    for e in (a, b):
+        e["mean"], e["std"] = float(np.mean(e["test"])), float(np.std(e["test"], ddof=1))
+    g, se = gain(a, b)
+    assert g == pytest.approx(0.82 - np.mean([0.7, 0.75, 0.71]))
+    assert se == pytest.approx(math.sqrt(np.var(a["test"], ddof=1) / 3
+                                         + np.var(b["test"], ddof=1) / 3))

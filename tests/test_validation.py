@@ -82,22 +82,35 @@ def test_mrc_answer_start_must_lie_in_the_context(tmp_path, start):
         read_squad(p)
 
 
-@pytest.mark.parametrize("split", ["dev", "test"])
-def test_an_unseen_label_is_found_before_training(tmp_path, split):
+def _labeled_data(tmp_path, dev_label: str, test_label: str):
     data = tmp_path / "data"
     data.mkdir()
     (data / "train.tsv").write_text("text_a\tlabel\ngood\tpos\nbad\tneg\n", encoding="utf-8")
-    other = "dev" if split == "test" else "test"
-    (data / f"{other}.tsv").write_text("text_a\tlabel\nfine\tpos\n", encoding="utf-8")
-    (data / f"{split}.tsv").write_text("text_a\tlabel\nfine\tpos\nmeh\tneutral\n",
-                                       encoding="utf-8")
-    out = tmp_path / "out"
+    for split, label in (("dev", dev_label), ("test", test_label)):
+        (data / f"{split}.tsv").write_text(f"text_a\tlabel\nfine\tpos\nmeh\t{label}\n",
+                                           encoding="utf-8")
+    return data
+
+
+def test_an_unseen_dev_label_is_found_before_training(tmp_path):
+    data, out = _labeled_data(tmp_path, "neutral", "neg"), tmp_path / "out"
     # from_pretrained does not exist: the label check must come before the model is loaded
-    with pytest.raises(DataError, match=rf"{split}.tsv:3: unknown label 'neutral' "
+    with pytest.raises(DataError, match=r"dev.tsv:3: unknown label 'neutral' "
                                         r"\(known: neg, pos\)"):
         finetune(FinetuneSettings(task="classify", data_dir=str(data), output_dir=str(out),
                                   from_pretrained=str(tmp_path / "no-model")))
     assert not out.exists()
+
+
+def test_an_unseen_test_label_is_reported_before_training(tmp_path, caplog):
+    """Test labels the model cannot know are predicted and left out of the scores (issue 15);
+    the run says so before it trains, not after."""
+    data = _labeled_data(tmp_path, "neg", "neutral")
+    with caplog.at_level("WARNING"), pytest.raises(Exception, match="no-model"):
+        finetune(FinetuneSettings(task="classify", data_dir=str(data),
+                                  output_dir=str(tmp_path / "out"),
+                                  from_pretrained=str(tmp_path / "no-model")))
+    assert "test.tsv: 1 test example(s) have labels not in the label map" in caplog.text
 
 
 # ---------------------------------------------------------------------- pretrain --check

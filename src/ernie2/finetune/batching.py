@@ -7,7 +7,9 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from ernie2.tasks.base import IGNORE_INDEX
+# Labels that are not scored: torch's cross-entropy default, the value pre-training uses too
+# (ernie2.tasks.base.IGNORE_INDEX, not imported: that loads every pre-training task).
+IGNORE_INDEX = -100
 
 Feature = dict[str, Any]  # one model input; keys starting with "_" carry Python objects along
 

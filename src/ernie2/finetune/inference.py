@@ -9,7 +9,9 @@ them (padding removed): `top_layer_emb.npy` is [total tokens, hidden], and
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,9 @@ from ernie2.model.heads import MaskedLMHead
 from ernie2.model.modeling import ErnieModel
 from ernie2.tokenizer import ErnieTokenizer
 from ernie2.tokenizer.batching import length_batches
-from ernie2.utils import atomic_open
+from ernie2.utils import atomic_open, plural
+
+logger = logging.getLogger(__name__)
 
 
 def module_device(module: torch.nn.Module) -> torch.device:
@@ -68,10 +72,47 @@ def run_model(model: FinetuneModel, features: Sequence[dict], batch_size: int = 
     return results
 
 
+def unknown_labels(example, labels) -> list[str]:
+    """The labels (classes or tags) of an example that are not in the label set."""
+    if labels is None:
+        return []
+    if hasattr(example, "tokens"):
+        return [t for t in example.labels or () if t not in labels]
+    label = getattr(example, "label", None)
+    return [str(label)] if label is not None and str(label) not in labels else []
+
+
+def scorable(examples: Sequence, labels) -> list[int]:
+    """Indices of the examples whose labels the model knows: the ones that can be scored."""
+    return [i for i, ex in enumerate(examples) if not unknown_labels(ex, labels)]
+
+
+def _drop_unknown_labels(examples: Sequence, labels) -> list:
+    """Predicting needs no labels: when some example has a label unseen in training, all are
+    predicted with their labels dropped (a batch is all labeled or not), and a warning says how
+    many and which."""
+    seen: dict[str, int] = {}
+    for ex in examples:
+        for b in unknown_labels(ex, labels):
+            seen[b] = seen.get(b, 0) + 1
+    if not seen:
+        return list(examples)
+    shown = ", ".join(f"{lab!r} ({n}x)" for lab, n in list(seen.items())[:10])
+    where = next(ex.source for ex in examples if unknown_labels(ex, labels))
+    n = len(examples) - len(scorable(examples, labels))
+    logger.warning("%s: %s with labels the model was not trained on (%s): predicted, and left "
+                   "out of any score", where.rsplit(":", 1)[0], plural(n, "example"), shown)
+    out = [dataclasses.replace(ex, **{"labels" if hasattr(ex, "tokens") else "label": None})
+           for ex in examples]
+    return out
+
+
 def predict_examples(model: FinetuneModel, tokenizer: ErnieTokenizer, examples: Sequence,
                      batch_size: int = 32) -> tuple[list[dict], list[dict]]:
-    """(predictions, features) for examples read by the model's task type."""
+    """(predictions, features) for examples read by the model's task type (labels unseen in
+    training are dropped with a warning)."""
     task = model.task
+    examples = _drop_unknown_labels(examples, model.labels)
     features = task.encode(examples, tokenizer, model.labels, model.options)
     results = run_model(model, features, batch_size, tokenizer.pad_id)
     return task.decode(examples, features, results, model.labels, model.options), features

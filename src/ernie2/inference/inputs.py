@@ -44,7 +44,8 @@ def check_text(text: Any, what: str, max_chars: int | None = None,
 
 def _kind(x: Any) -> str:
     return {dict: "an object", list: "a list", tuple: "a list", str: "a string",
-            bool: "a boolean", type(None): "null"}.get(type(x), f"a {type(x).__name__}")
+            bool: "a boolean", int: "a number", float: "a number",
+            type(None): "null"}.get(type(x), f"a value of type {type(x).__name__}")
 
 
 def _pair(x: Any, what: str, max_chars: int | None) -> tuple[str, str | None]:

@@ -58,6 +58,8 @@ def choose_cpu_precision(encoder: torch.nn.Module, seq_len: int, tokens: int = 2
     draws from a private generator and leaves no gradients behind."""
     if not cpu_supports_bf16():
         return "fp32", {}
+    logger.info("precision auto: timing fp32 and bf16 on a synthetic batch (a few seconds; "
+                "train.precision = 'fp32' or 'bf16' skips it)")
     cfg = encoder.config
     gen = torch.Generator().manual_seed(0)
     rows = max(1, tokens // seq_len)
@@ -104,6 +106,8 @@ def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | 
 def measure_peak_flops(precision: str, device_str: str, n: int = 2048, seconds: float = 0.5) -> float:
     """FLOP/s of an n x n matmul in `precision` on `device`: the machine's practical peak,
     measured rather than read off a datasheet (clock, cores and vector units vary)."""
+    logger.info("measuring the %s matmul peak on %s for MFU (%.1f s; giving peak_tflops "
+                "skips it)", precision, device_str, seconds)
     device = torch.device(device_str)
     dtype = DTYPES[precision]
     a = torch.randn(n, n, device=device).to(dtype)

@@ -43,7 +43,7 @@ from ernie2.training.precision import (choose_cpu_precision, measure_peak_flops,
 from ernie2.training.reporting import MetricLogger, format_record
 from ernie2.training.rundir import RunDirError, RunLock, claim
 from ernie2.training.schedule import Plan, StageSpec, build_plan
-from ernie2.training.streams import heldout_examples, train_stream
+from ernie2.training.streams import heldout_examples, shared_corpus, train_stream
 from ernie2.utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class PretrainResult:
     completed: bool
     chance: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False  # stopped by SIGINT/SIGTERM, after saving a checkpoint
+    stopped_model: Path | None = None  # the model where max_steps stopped (save_stopped=True)
 
 
 def plan_from_config(cfg: PretrainConfig) -> Plan:
@@ -116,7 +117,8 @@ class _Interrupt:
 class PretrainRun:
     def __init__(self, cfg: PretrainConfig, *, resume: bool = False, max_steps: int | None = None,
                  stop: Callable[[int], bool] | None = None, progress: bool | None = None,
-                 overwrite: bool = False, allow_change: list[str] | None = None):
+                 save_stopped: bool = False, overwrite: bool = False,
+                 allow_change: list[str] | None = None):
         self.cfg = cfg
         self.resume = resume
         self.overwrite = overwrite
@@ -124,7 +126,9 @@ class PretrainRun:
         self.resumed: Loaded | None = None
         self.changes: list[dict] = []  # config changes accepted on resume, over the run
         self.accepted: dict | None = None  # those accepted by this resume
+        self._prepared: dict[str, Any] = {}  # corpus name -> the spec every task reads
         self.max_steps = max_steps
+        self.save_stopped = save_stopped
         self.stop_hook = stop
         self.progress = cfg.log.progress if progress is None else progress
         self.out = Path(cfg.output_dir)
@@ -227,7 +231,10 @@ class PretrainRun:
         resolved = [str(self.cfg.data_path(p)) for p in paths]
         spec = {"path": resolved if isinstance(c.path, list) else resolved[0],
                 "format": c.format, "lang": c.lang, **c.options}
-        return spec, c.heldout if c.heldout is not None else self.cfg.eval.heldout
+        if c.name not in self._prepared:
+            self._prepared[c.name] = shared_corpus(spec, progress=self.progress)
+        return self._prepared[c.name], c.heldout if c.heldout is not None else \
+            self.cfg.eval.heldout
 
     def build(self) -> None:
         cfg = self.cfg
@@ -250,7 +257,7 @@ class PretrainRun:
             if frac > 0:
                 self.heldout[t.name] = heldout_examples(
                     self._make_task(t.name), spec, seed=cfg.seed, heldout=frac,
-                    n=cfg.eval.examples, name=t.name)
+                    n=cfg.eval.examples, name=t.name, progress=self.progress and self.rank == 0)
             else:
                 logger.warning("task %s: its corpus holds nothing out (heldout = 0): it is not "
                                "evaluated", t.name)
@@ -477,7 +484,7 @@ class PretrainRun:
                     flag = interrupt.flag
                     if self.world > 1:
                         flag = bool(dist_util.all_reduce_max(torch.tensor([float(flag)])).item())
-                    if flag and step != end:
+                    if (flag or (stop_now and self.save_stopped)) and step != end:
                         self._save(step, s, trainer, feeder)
                     return stop_now or flag
 
@@ -504,14 +511,20 @@ class PretrainRun:
                     completed = s == len(plan.stages) - 1
                     break
         self.logger.close()
-        final = None
+        final = stopped = None
         if completed:
             final = self.out / "final"
             self._export(final)
             dist_util.barrier()
+        elif self.save_stopped and self.max_steps is not None and \
+                loop_state.step >= self.max_steps:
+            stopped = self.out / "stopped"
+            self._export(stopped)
+            dist_util.barrier()
         report = self._report()
         return PretrainResult(self.out, final, report, self.history, loop_state.step, completed,
-                              self.chance, interrupted=interrupt.flag and not completed)
+                              self.chance, interrupted=interrupt.flag and not completed,
+                              stopped_model=stopped)
 
     def _report(self) -> dict[str, Path]:
         if self.rank != 0 or not self.history:
@@ -550,11 +563,12 @@ def check(config: str | Path | dict | PretrainConfig,
         spec, frac = run._corpus(t.name)
         stream = train_stream(task, spec, seed=cfg.seed, heldout=frac, rank=0, world=1)
         example = next(iter(stream), None)
+        corpus = run.sections[t.name].corpus or cfg.corpora[0].name
         if example is None:
             raise ValueError(f"{cfg.source}: {run._where(t.name)}: task {t.name} builds no "
-                             f"example from its corpus {spec['path']}")
+                             f"example from its corpus {corpus!r}")
         lines.append(f"  task {t.name}: task id {t.task_id}, from stage {t.stage + 1}; an "
-                     f"example of {len(example.input_ids)} tokens built from {spec['path']}")
+                     f"example of {len(example.input_ids)} tokens built from corpus {corpus!r}")
     return lines
 
 
@@ -565,13 +579,16 @@ def _slug(name: str) -> str:
 def pretrain(config: str | Path | dict | PretrainConfig, *, resume: bool = False,
              overrides: dict[str, Any] | None = None, max_steps: int | None = None,
              stop: Callable[[int], bool] | None = None, progress: bool | None = None,
-             overwrite: bool = False, allow_change: list[str] | None = None) -> PretrainResult:
+             save_stopped: bool = False, overwrite: bool = False,
+             allow_change: list[str] | None = None) -> PretrainResult:
     """Run a pre-training config (a path, a shipped config name, a dict or a PretrainConfig).
 
     `resume`: continue from the newest checkpoint in output_dir/checkpoints. `overrides`: dotted
     keys to change ({"train.lr": 1e-4}). `max_steps` / `stop(step)`: stop after that many global
     steps (or when stop returns True) without saving, as if the process were killed there:
-    a test hook for resume. SIGINT/SIGTERM stop after the current step and save.
+    a test hook for resume; with `save_stopped`, stopping at max_steps saves a checkpoint and
+    the model so far (output_dir/stopped). SIGINT/SIGTERM stop after the current step and
+    save.
 
     output_dir belongs to one run: a fresh run refuses a directory holding another run's outputs
     unless `overwrite` (which deletes them); a resumed run refuses a config that differs from
@@ -580,7 +597,7 @@ def pretrain(config: str | Path | dict | PretrainConfig, *, resume: bool = False
     joined = not dist_util.is_distributed()
     try:
         return PretrainRun(cfg, resume=resume, max_steps=max_steps, stop=stop,
-                           progress=progress, overwrite=overwrite,
+                           progress=progress, save_stopped=save_stopped, overwrite=overwrite,
                            allow_change=allow_change).run()
     finally:
         if joined and dist_util.is_distributed():  # we joined the group, so we leave it

@@ -112,8 +112,16 @@ class MetricLogger:
                "skipped": self.skipped, "tasks": tasks}
         if self.flops_per_token and self.peak_flops:
             seq = tokens / max(1, rows)
-            rec["mfu"] = 3 * self.flops_per_token(seq) * tps / (self.peak_flops *
-                                                                 dist_util.world_size())
+            achieved = 3 * self.flops_per_token(seq) * tps / dist_util.world_size()
+            rec["mfu"] = achieved / self.peak_flops
+            if rec["mfu"] > 1:
+                rec["peak_stale"] = True
+                logger.warning(
+                    "MFU %.0f%%: training ran faster than the matmul peak measured at the start "
+                    "(%.1f GFLOP/s; the machine was busier then): that peak is stale, later "
+                    "records use the %.1f GFLOP/s reached here (set the real peak with "
+                    "peak_tflops)", 100 * rec["mfu"], self.peak_flops / 1e9, achieved / 1e9)
+                self.peak_flops = achieved
         self._reset()
         if self.main:
             self.write(rec, "train")
@@ -173,5 +181,7 @@ def format_record(rec: dict) -> str:
     if "tokens_per_s" in rec:
         parts.append(f"{rec['tokens_per_s']:.0f} tok/s")
     if "mfu" in rec:
-        parts.append(f"MFU {100 * rec['mfu']:.1f}%")
+        parts.append(f"MFU {100 * rec['mfu']:.1f}%"
+                     + (" (stale peak: measured low at the start)" if rec.get("peak_stale")
+                        else ""))
     return " | ".join(parts)

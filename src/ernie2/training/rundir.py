@@ -18,8 +18,8 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 # What a pre-training run writes into its output_dir (the only things --overwrite deletes).
-RUN_OUTPUTS = ("checkpoints", "final", "stages", "report", "tensorboard", "metrics.jsonl",
-               "metrics.csv", "config.json")
+RUN_OUTPUTS = ("checkpoints", "final", "stopped", "stages", "report", "tensorboard",
+               "metrics.jsonl", "metrics.csv", "config.json")
 
 
 class RunDirError(ValueError):

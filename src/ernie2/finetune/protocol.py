@@ -1,0 +1,202 @@
+"""One fair protocol for comparing starting models (a pre-trained model, the same model from
+random initialization, another pre-training recipe) on fine-tuning tasks.
+
+Every start gets the same care: its own learning rate, picked on dev from a grid (seed 1), then
+`seeds` runs at that rate scored on test (mean and standard deviation). Each run keeps its best
+dev checkpoint (evaluated `evals` times), so more steps never hurt a start that converges early.
+Optional label-efficiency points fine-tune on the first n training examples at each start's
+chosen rate (`subset_steps`: 20 epochs, between a quarter of the task's steps and all of them). Runs are independent and small, so they go to `workers` processes of one thread
+each (tiny models gain nothing from threads, and two processes use two cores fully).
+
+    from ernie2.finetune.protocol import ProtocolTask, compare
+    tasks = [ProtocolTask("sentiment", "classify", "data/sentiment", steps=600,
+                          lrs=(3e-4, 1e-3, 3e-3))]
+    result = compare(tasks, {"pre-trained": "runs/x/final", "random": "runs/x/random"}, "out")
+    result["sentiment"]["random"]["mean"]
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import shutil
+import statistics
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+
+@dataclass(frozen=True)
+class ProtocolTask:
+    """A fine-tuning task under the protocol: a data directory in one of the task type's
+    formats (train, dev and test splits, test labelled)."""
+
+    name: str
+    task: str  # task type: classify, pair, regress, ner, mrc, rank
+    data_dir: str
+    steps: int  # optimizer steps of every run
+    lrs: tuple[float, ...]  # the learning-rate grid each start picks from on dev
+    metric: str | None = None  # main metric (default: the task type's)
+    max_len: int = 64
+    batch_size: int = 32
+    evals: int = 8  # dev evaluations per run; the best one is kept
+
+
+@dataclass(frozen=True)
+class Run:
+    task: ProtocolTask
+    start: str
+    model: str
+    lr: float
+    seed: int
+    train_size: int | None  # None: the whole train split
+    data_dir: str  # the task's data, or its train subset's copy
+    out_dir: str
+
+
+def _run(run: Run) -> tuple[float, float]:
+    """(best dev score, test score of the best dev model); runs in a worker process."""
+    import logging
+
+    import torch
+
+    from ernie2.finetune import FinetuneSettings, TaskOptions, finetune
+
+    torch.set_num_threads(1)
+    logging.getLogger("ernie2").setLevel(logging.WARNING)
+    t = run.task
+    steps = t.steps if run.train_size is None else subset_steps(t, run.train_size)
+    r = finetune(FinetuneSettings(
+        task=t.task, data_dir=run.data_dir, from_pretrained=run.model, output_dir=run.out_dir,
+        batch_size=t.batch_size, learning_rate=run.lr, max_steps=steps,
+        warmup_proportion=0.1, weight_decay=0.01, eval_every=max(1, steps // t.evals),
+        main_metric=t.metric, seed=run.seed, precision="fp32", progress=False,
+        log_every=t.steps, tensorboard="off", options=TaskOptions(max_len=t.max_len)))
+    metric = r.main_metric
+    shutil.rmtree(Path(run.out_dir) / "best", ignore_errors=True)  # keep metrics, not models
+    return r.best_score, r.test_scores[metric]
+
+
+def subset_steps(task: ProtocolTask, n: int) -> int:
+    """Steps of a run on n training examples: 20 epochs, at least a quarter of the task's steps
+    and at most all of them (a small subset converges sooner; its best dev model is kept)."""
+    return min(task.steps, max(task.steps // 4, math.ceil(20 * n / task.batch_size)))
+
+
+def train_subset(task: ProtocolTask, n: int, out_dir: str | os.PathLike) -> Path:
+    """A copy of the task's data directory whose train split holds its first `n` examples
+    (TSV rows, or blank-line separated sentences of a column file)."""
+    from ernie2.finetune.run import find_split
+    from ernie2.finetune.task_types import get_task_type
+
+    src = Path(task.data_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    task_type = get_task_type(task.task)
+    for split in ("train", "dev", "test"):
+        path = find_split(src, split, task_type)
+        if path is None:
+            raise FileNotFoundError(f"{src}: no {split} split for task type {task.task}")
+        if split != "train":
+            shutil.copyfile(path, out / path.name)
+            continue
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".tsv":
+            lines = text.splitlines()
+            kept = "\n".join(lines[:n + 1]) + "\n"
+            available = len(lines) - 1
+        else:
+            blocks = [b for b in text.split("\n\n") if b.strip()]
+            kept = "\n\n".join(blocks[:n]) + "\n"
+            available = len(blocks)
+        if n > available:
+            raise ValueError(f"{path}: {n} training examples asked, {available} there")
+        (out / path.name).write_text(kept, encoding="utf-8")
+    return out
+
+
+def mean_std(xs: Sequence[float]) -> tuple[float, float]:
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else math.nan)
+
+
+def compare(tasks: Iterable[ProtocolTask], starts: Mapping[str, str | os.PathLike],
+            out_dir: str | os.PathLike, seeds: Sequence[int] = (1, 2, 3),
+            train_sizes: Sequence[int] = (), curve_seeds: Sequence[int] | None = None,
+            workers: int = 2, progress: bool = True) -> dict:
+    """Fine-tune every start on every task under the protocol. Returns
+    {task: {start: {"lr", "grid": {lr: dev}, "dev", "test": [per seed], "mean", "std",
+    "curve": {n: {"test": [...], "mean", "std"}}}}}."""
+    from tqdm import tqdm
+
+    tasks = list(tasks)
+    out = Path(out_dir)
+    curve_seeds = tuple(seeds[:1] if curve_seeds is None else curve_seeds)
+    results: dict = {t.name: {s: {"grid": {}, "curve": {}} for s in starts} for t in tasks}
+    for t in tasks:
+        for n in train_sizes:
+            train_subset(t, n, out / f"data_{t.name}_{n}")
+
+    def run_of(t, start, lr, seed, n=None):
+        tag = f"{t.name}_{start}_lr{lr:g}_s{seed}" + (f"_n{n}" if n else "")
+        data = t.data_dir if n is None else str(out / f"data_{t.name}_{n}")
+        return Run(t, start, str(starts[start]), lr, seed, n, data,
+                   str(out / "runs" / tag.replace(" ", "-").replace("/", "-")))
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool, \
+            tqdm(desc="fine-tuning runs", unit=" run", disable=not progress) as bar:
+        def execute(runs: list[Run]) -> list[tuple[float, float]]:
+            bar.total = (bar.total or 0) + len(runs)
+            bar.refresh()
+            futures = [pool.submit(_run, r) for r in runs]
+            outs = []
+            for f in futures:
+                outs.append(f.result())
+                bar.update(1)
+            return outs
+
+        # 1. The learning-rate grid on dev, seed 1, whole train split.
+        grid = [run_of(t, s, lr, seeds[0]) for t in tasks for s in starts for lr in t.lrs]
+        for r, (dev, test) in zip(grid, execute(grid)):
+            results[r.task.name][r.start]["grid"][r.lr] = (dev, test)
+        # 2. Every start at its own best rate: the other seeds, and the label-efficiency points.
+        later = []
+        for t in tasks:
+            for s in starts:
+                entry = results[t.name][s]
+                entry["lr"] = max(entry["grid"], key=lambda lr: _key(entry["grid"][lr][0]))
+                later += [run_of(t, s, entry["lr"], seed) for seed in seeds[1:]]
+                later += [run_of(t, s, entry["lr"], seed, n) for n in train_sizes
+                          for seed in curve_seeds]
+        for r, (dev, test) in zip(later, execute(later)):
+            entry = results[r.task.name][r.start]
+            if r.train_size is None:
+                entry.setdefault("more", {})[r.seed] = test
+            else:
+                entry["curve"].setdefault(r.train_size, {"test": []})["test"].append(test)
+    for t in tasks:
+        for s in starts:
+            entry = results[t.name][s]
+            dev, first = entry["grid"][entry["lr"]]
+            entry["dev"] = dev
+            more = entry.pop("more", {})
+            entry["test"] = [first] + [more[seed] for seed in seeds[1:]]
+            entry["mean"], entry["std"] = mean_std(entry["test"])
+            for point in entry["curve"].values():
+                point["mean"], point["std"] = mean_std(point["test"])
+    return results
+
+
+def _key(score: float) -> float:
+    return -math.inf if math.isnan(score) else score
+
+
+def gain(a: dict, b: dict) -> tuple[float, float]:
+    """Mean difference of two starts' test scores and its standard error."""
+    se = math.sqrt(a["std"] ** 2 / len(a["test"]) + b["std"] ** 2 / len(b["test"]))
+    return a["mean"] - b["mean"], se
+
+
+__all__ = ["ProtocolTask", "compare", "gain", "mean_std", "subset_steps", "train_subset"]
