@@ -703,3 +703,35 @@ def test_stale_work_directories_of_that_model_only_are_cleared(server, home, tmp
     with hub.registered(info):
         hub.resolve("tiny-static")
     assert not mine.exists() and other.exists()
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.9])
+def test_truncated_archive_in_the_cache_is_deleted_and_fetched_again(server, home, tmp_path,
+                                                                     static, cut, caplog):
+    info = archive_model(server, tmp_path, static)
+    data = server.files["/m/tiny.tar.gz"]
+    placed = home / "downloads" / "tiny-static" / "tiny.tar.gz"
+    placed.parent.mkdir(parents=True)
+    placed.write_bytes(data[: int(len(data) * cut)])  # a download cut short, no checksum known
+    with hub.registered(info), caplog.at_level("WARNING"):
+        assert_matches(ErnieModel.from_pretrained("tiny-static"), static)
+    assert "deleted it" in caplog.text and str(placed) in caplog.text
+    assert len(server.gets("/m/tiny.tar.gz")) == 1
+    assert not placed.exists()  # converted: the fetched archive is not kept either
+
+
+def test_truncated_archive_offline_is_reported_and_not_reused(server, home, tmp_path, static,
+                                                              monkeypatch):
+    info = archive_model(server, tmp_path, static)
+    data = server.files["/m/tiny.tar.gz"]
+    placed = home / "downloads" / "tiny-static" / "tiny.tar.gz"
+    placed.parent.mkdir(parents=True)
+    placed.write_bytes(data[: len(data) // 2])
+    monkeypatch.setenv("ERNIE2_OFFLINE", "1")
+    with hub.registered(info), pytest.raises(hub.ModelUnavailableError,
+                                             match="truncated or corrupt archive"):
+        hub.resolve("tiny-static")
+    assert not placed.exists()
+    monkeypatch.delenv("ERNIE2_OFFLINE")
+    with hub.registered(info):
+        assert_matches(ErnieModel.from_pretrained("tiny-static"), static)

@@ -194,6 +194,7 @@ def _raw_post(url, path, body: bytes, chunked=False, headers=None):
     if chunked:
         conn.putrequest("POST", path)
         conn.putheader("Transfer-Encoding", "chunked")
+        conn.putheader("Content-Type", "application/json")
         conn.endheaders()
         for i in range(0, len(body), 1000):
             part = body[i:i + 1000]

@@ -144,8 +144,14 @@ def test_overrides_and_command_line_values(tmp_path):
 
 
 def test_cli_check_prints_the_plan(tmp_path, capsys):
+    from test_training_toytasks import write_corpus
+
     (tmp_path / "a.toml").write_text(GOOD, encoding="utf-8")
-    assert cli_main(["pretrain", str(tmp_path / "a.toml"), "--check"]) == 0
+    assert cli_main(["pretrain", str(tmp_path / "a.toml"), "--check"]) == 1
+    assert "model.vocab: data/vocab.txt not found" in capsys.readouterr().err
+    write_corpus(tmp_path)  # --check opens the corpus and builds an example per task
+    assert cli_main(["pretrain", str(tmp_path / "a.toml"), "--check", "--data-dir", str(tmp_path),
+                     "--set", "corpora.0.path=corpus.txt", "--set", "corpora.0.lang=en"]) == 0
     out = capsys.readouterr().out
     assert "valid; continual schedule, 30 steps" in out
     assert "stage 2 structure: 20 steps (knowledge_masking=8, sentence_reordering=12)" in out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 
@@ -30,12 +31,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="ernie2", description="ERNIE 2.0 on PyTorch: pre-training, fine-tuning, inference.")
     parser.add_argument("--version", action="version", version=f"ernie2 {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    debug_help = "show the traceback of a failure (or set ERNIE2_DEBUG=1)"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, mod in _commands():
         p = sub.add_parser(name, help=mod.HELP, description=mod.__doc__ or mod.HELP,
                            formatter_class=HelpFormatter)
         if command in (None, name):
             mod.add_arguments(p)
+            p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                           help=debug_help)
             accept_both_spellings(p)
         p.set_defaults(_run=mod.run)
     return parser
@@ -51,14 +56,38 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    debug = args.debug or os.environ.get("ERNIE2_DEBUG", "") not in ("", "0")
     try:
         return int(args._run(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        if args.verbose:
+    except KeyboardInterrupt:
+        if debug:
             raise
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"ernie2 {args.command}: error: {msg}", file=sys.stderr)
+        print(f"ernie2 {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the one error path: every failure is one line
+        if debug:
+            raise
+        print(f"ernie2 {args.command}: error: {describe(exc)}", file=sys.stderr)
         return 1
+
+
+# Errors ernie2 raises with a message that says what, where and what was expected.
+_OURS = (ValueError, FileNotFoundError, KeyError)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a failure: ernie2's own message, or the exception's type and message (an
+    OSError as `file: reason`), with a pointer to --debug for what ernie2 did not foresee."""
+    if isinstance(exc, KeyError) and exc.args:
+        msg = str(exc.args[0])
+    elif isinstance(exc, OSError) and exc.strerror and exc.filename:
+        msg = f"{exc.filename}: {exc.strerror}"
+    else:
+        msg = str(exc) or type(exc).__name__
+    msg = " ".join(msg.split())  # one line
+    if isinstance(exc, _OURS):
+        return msg
+    return f"{type(exc).__name__}: {msg} (--debug shows the traceback)"
 
 
 if __name__ == "__main__":

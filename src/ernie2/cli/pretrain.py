@@ -11,6 +11,11 @@ def add_arguments(p):
     p.add_argument("config", nargs="?", help="config file (.toml/.yaml) or shipped config name")
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest checkpoint in output_dir/checkpoints")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the outputs of an earlier run in output_dir and start afresh")
+    p.add_argument("--allow_change", action="append", default=[], metavar="KEY",
+                   help="with --resume: accept a changed config key (or every key under a "
+                        "section), e.g. --allow-change train.lr")
     p.add_argument("--output_dir", help="override output_dir")
     p.add_argument("--data_dir", help="override data_dir")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -22,7 +27,8 @@ def add_arguments(p):
                    help="no progress bar")
     p.add_argument("--list_configs", action="store_true", help="list the shipped configs")
     p.add_argument("--check", action="store_true",
-                   help="read and validate the config, print the plan, train nothing")
+                   help="validate everything short of training (config, vocab, model sizes, "
+                   "tasks and their options, one example per task), print the plan")
 
 
 def run(args):
@@ -41,19 +47,14 @@ def run(args):
         overrides["data_dir"] = args.data_dir
     cfg = load_config(args.config, overrides)
     if args.check:
-        from ernie2.training.pretrain import plan_from_config
-        plan = plan_from_config(cfg)
-        print(f"{cfg.source}: valid; {plan.schedule} schedule, {plan.total_steps} steps")
-        for st in plan.stages:
-            shares = ", ".join(f"{n}={st.counts[n]}" for n in st.trained)
-            print(f"  stage {st.index + 1} {st.name}: {st.steps} steps ({shares})")
-        for t in plan.tasks:
-            print(f"  task {t.name}: task id {t.task_id}, from stage {t.stage + 1}")
+        from ernie2.training.pretrain import check
+        print("\n".join(check(cfg)))
         return 0
     from ernie2.training import pretrain
 
     result = pretrain(cfg, resume=args.resume, max_steps=args.max_steps, progress=args.progress,
-                      save_stopped=True)
+                      save_stopped=True, overwrite=args.overwrite,
+                      allow_change=args.allow_change)
     if result.report.get("md"):
         print(result.report["md"].read_text(encoding="utf-8"))
     print(f"steps: {result.steps}" + ("" if result.completed else " (stopped early)"))
@@ -68,4 +69,10 @@ def run(args):
     else:
         print(f"no model was saved (the run stopped before its end); checkpoints: "
               f"{result.output_dir / 'checkpoints'} (resume with --resume)")
+    if result.interrupted:
+        again = " ".join(["ernie2 pretrain", args.config, *(f"--set {o}" for o in args.overrides),
+                          *(f"--{k} {getattr(args, k)}" for k in ("output_dir", "data_dir")
+                            if getattr(args, k)), "--resume"])
+        print(f"interrupted at step {result.steps}; a checkpoint is saved. Resume with: {again}")
+        return 130
     return 0

@@ -33,6 +33,9 @@ def add_arguments(p):
     p.add_argument("--max_body_bytes", type=int, default=d.max_body_bytes)
     p.add_argument("--max_queued", type=int, default=d.max_queued,
                    help="texts waiting for the model before new requests get HTTP 429")
+    p.add_argument("--api-key", dest="api_key",
+                   help="require this key of every request ('Authorization: Bearer KEY' or "
+                        "'X-API-Key: KEY'); default: the ERNIE2_API_KEY environment variable")
     p.add_argument("--log_level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
 
@@ -47,7 +50,7 @@ def run(args):
     settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                              max_body_bytes=args.max_body_bytes, max_texts=args.max_texts,
                              max_chars=args.max_chars, max_len=args.max_len, long=args.long,
-                             max_queued=args.max_queued)
+                             max_queued=args.max_queued, api_key=args.api_key)
     if args.threads:
         torch.set_num_threads(args.threads)
     model = runtime.load(args.model, args.backend, onnx_file=args.onnx, threads=args.threads,

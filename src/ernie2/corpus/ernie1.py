@@ -104,7 +104,10 @@ def read_ernie1(path, lang="zh", on_error="raise", stats=None, start=None,
                 p = float(prob)
             except ValueError:
                 raise BadInput(f"{path}:{lineno}: expected 'file.gz<TAB>mask_word_prob'") from None
-            entries.append((path.parent / name if not Path(name).is_absolute() else Path(name), p))
+            file = path.parent / name if not Path(name).is_absolute() else Path(name)
+            if not file.is_file():
+                raise BadInput(f"{path}:{lineno}: listed file {file} not found")
+            entries.append((file, p))
     first = int((start or {}).get("file", 0))
     for k, (file, p) in enumerate(entries[first:], first):
         sub_start = start if (start and k == first and "offset" in start) else None

@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import os
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -37,10 +38,43 @@ def open_binary(path: str | os.PathLike) -> io.BufferedIOBase:
     with open(path, "rb") as fh:
         magic = fh.read(3)
     if magic[:2] == b"\x1f\x8b":
-        return gzip.open(path, "rb")
+        return _Compressed(gzip.open(path, "rb"), path)
     if magic == b"BZh":
-        return bz2.open(path, "rb")
+        return _Compressed(bz2.open(path, "rb"), path)
     return open(path, "rb")
+
+
+class _Compressed:
+    """A gzip or bz2 stream whose truncated or corrupt data is BadInput naming the file."""
+
+    def __init__(self, fh, path):
+        self.fh, self.path = fh, path
+
+    def _guard(self, fn, *args):
+        try:
+            return fn(*args)
+        except (EOFError, zlib.error, OSError) as exc:
+            raise BadInput(f"{self.path}: compressed data is truncated or corrupt ({exc})"
+                           ) from None
+
+    def read(self, size: int = -1) -> bytes:
+        return self._guard(self.fh.read, size)
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._guard(self.fh.readline, size)
+
+    def seek(self, *args) -> int:
+        return self._guard(self.fh.seek, *args)
+
+    def __iter__(self):
+        while line := self.readline():
+            yield line
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.fh.close()
 
 
 class BadInput(ValueError):

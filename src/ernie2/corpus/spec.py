@@ -19,6 +19,10 @@ from ernie2.tasks.base import Document
 MANIFEST = "manifest.json"
 
 
+def corpus_formats() -> list[str]:
+    return ["auto", *sorted(READERS), "prepared"]
+
+
 @dataclass
 class CorpusSpec:
     """A corpus: files (globs allowed) or a prepared directory, read with one format.
@@ -43,9 +47,9 @@ class CorpusSpec:
     reader_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.format != "auto" and self.format not in READERS:
-            raise ValueError(f"unknown corpus format {self.format!r}; known: auto, "
-                             f"{', '.join(sorted(READERS))}")
+        if self.format not in corpus_formats():
+            raise ValueError(f"unknown corpus format {self.format!r}; known: "
+                             f"{', '.join(corpus_formats())}")
         if self.lang not in ("auto", "zh", "en"):
             raise ValueError(f"lang must be auto, zh or en, got {self.lang!r}")
         if self.on_error not in ("raise", "skip"):

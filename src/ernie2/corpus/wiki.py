@@ -8,7 +8,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Iterator
 
-from ernie2.corpus.readers import open_binary, reader
+from ernie2.corpus.readers import BadInput, open_binary, reader
 from ernie2.corpus.text import make_sentences
 from ernie2.tasks.base import Document, Span
 
@@ -158,6 +158,15 @@ def _local(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
+def _parsed(fh, path) -> Iterator:
+    """iterparse's events; malformed XML is BadInput naming the file, line and column."""
+    try:
+        yield from ET.iterparse(fh, events=("end",))
+    except ET.ParseError as exc:
+        line, col = exc.position
+        raise BadInput(f"{path}:{line}: not MediaWiki XML (column {col}: {exc})") from None
+
+
 @reader("wiki")
 def read_wiki(path, lang="en", on_error="raise", stats=None, start=None, **_) -> Iterator:
     """Articles (namespace 0, no redirects) of a MediaWiki XML dump. The position is an article
@@ -168,7 +177,7 @@ def read_wiki(path, lang="en", on_error="raise", stats=None, start=None, **_) ->
     with open_binary(path) as fh:
         title = ns = None
         redirect = False
-        for event, el in ET.iterparse(fh, events=("end",)):
+        for event, el in _parsed(fh, path):
             tag = _local(el.tag)
             if tag == "title":
                 title = el.text

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -141,6 +142,9 @@ def read_text_tsv(path: str | os.PathLike, pair: bool | None = False, need_label
                     label = float(label)
                 except ValueError:
                     raise DataError(f"{source}: label {label!r} is not a number") from None
+                if not math.isfinite(label):
+                    raise DataError(f"{source}: label {row['label'].strip()!r} is not a finite "
+                                    "number")
         qid = row.get("qid")
         if need_qid and not qid.strip():
             raise DataError(f"{source}: empty qid")
@@ -151,14 +155,22 @@ def read_text_tsv(path: str | os.PathLike, pair: bool | None = False, need_label
     return out
 
 
+def _read_json(path: str | os.PathLike):
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply") from None
+
+
 # ---------------------------------------------------------------------- label maps
 def read_label_map(path: str | os.PathLike) -> list[str]:
     """A label_map.json `{"label": id}` as the list of labels in id order (ids 0..n-1)."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    raw = _read_json(path)
     if not isinstance(raw, dict) or not raw:
         raise DataError(f"{path}: expected a JSON object mapping each label to its id")
     ids = {}
@@ -190,6 +202,18 @@ def collect_labels(examples: Sequence[TextExample | TaggedExample]) -> list[str]
         raise DataError("no labels in the training data")
     numeric = all(re.fullmatch(r"-?\d+", s) for s in seen)
     return sorted(seen, key=int) if numeric else sorted(seen)
+
+
+def check_labels(examples: Sequence[TextExample | TaggedExample], labels: "Labels") -> None:
+    """DataError (file:line) for the first label of `examples` that `labels` does not know:
+    found before training, not at the first evaluation."""
+    for ex in examples:
+        if isinstance(ex, TaggedExample):
+            found = ex.labels or ()
+        else:
+            found = () if ex.label is None else (ex.label,)
+        for label in found:
+            labels.id(str(label), ex.source)
 
 
 class Labels:
@@ -315,12 +339,7 @@ def read_squad(path: str | os.PathLike, need_answers: bool = True) -> list[MrcEx
     occurrence of the text (some released sets are off by a few characters); an answer that
     does not occur in its context is an error."""
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    raw = _read_json(path)
     data = raw.get("data") if isinstance(raw, dict) else None
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a SQuAD JSON object with a 'data' list")
@@ -360,6 +379,9 @@ def read_squad(path: str | os.PathLike, need_answers: bool = True) -> list[MrcEx
                     start = need(ans, "answer_start", int, w)
                     if not text.strip():
                         raise DataError(f"{path}: {w}: empty answer text")
+                    if not 0 <= start < len(context):
+                        raise DataError(f"{path}: {w}: answer_start {start} is outside its "
+                                        f"context (expected 0..{len(context) - 1})")
                     if context[start:start + len(text)] != text:
                         found = _find_answer(context, text, start)
                         if found is None:
@@ -379,6 +401,6 @@ def read_squad(path: str | os.PathLike, need_answers: bool = True) -> list[MrcEx
 
 
 __all__ = ["Answer", "DataError", "MrcExample", "TaggedExample", "TextExample",
-           "Labels", "collect_labels", "read_label_map", "read_ner", "read_ner_columns",
+           "Labels", "check_labels", "collect_labels", "read_label_map", "read_ner", "read_ner_columns",
            "read_ner_tsv", "read_squad", "read_text_tsv", "read_tsv_rows", "strip_cjk_spaces",
            "write_label_map"]

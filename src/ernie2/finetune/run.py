@@ -28,7 +28,7 @@ from ernie2.finetune.inference import evaluate as evaluate_examples
 from ernie2.finetune.inference import predict_examples, scorable
 from ernie2.finetune.metrics import format_scores
 from ernie2.finetune.model import FinetuneModel
-from ernie2.finetune.readers import Labels, read_label_map, write_label_map
+from ernie2.finetune.readers import Labels, check_labels, read_label_map, write_label_map
 from ernie2.finetune.task_types import TaskOptions, TaskType, get_task_type
 from ernie2.finetune.train import train
 from ernie2.model.config import ErnieConfig
@@ -80,6 +80,22 @@ class FinetuneSettings:
     resume: bool = False  # continue from the newest checkpoint in output_dir/checkpoints
     progress: bool = True
     options: TaskOptions = field(default_factory=TaskOptions)
+
+    def __post_init__(self) -> None:
+        def need(name: str, ok, expected: str) -> None:
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and ok(v)):
+                raise ValueError(f"{name}: expected {expected}, got {v!r}")
+
+        for name in ("batch_size", "micro_batch_size", "epochs", "max_steps", "num_layers",
+                     "eval_batch_size", "log_every", "keep_checkpoints"):
+            need(name, lambda v: v >= 1, "at least 1")
+        for name in ("eval_every", "checkpoint_every", "task_id"):
+            need(name, lambda v: v >= 0, "0 or more")
+        for name in ("learning_rate", "grad_clip", "peak_tflops"):
+            need(name, lambda v: v > 0, "a positive number")
+        need("warmup_proportion", lambda v: 0 <= v <= 1, "a fraction in [0, 1]")
+        need("weight_decay", lambda v: v >= 0, "0 or more")
 
     @classmethod
     def from_preset(cls, name: str, column: str = "base", /, **overrides: Any
@@ -265,6 +281,14 @@ def _finetune(settings: FinetuneSettings, stop) -> FinetuneResult:
     dev = task.read(dev_file, opts, True) if dev_file else None
     test = task.read(test_file, opts, False) if test_file else None
     labels = _labels(task, settings, train_examples, data_dir)
+    if labels is not None:  # every split against the label map before the first step
+        for examples in (train_examples, dev):  # dev picks the model: it must score
+            check_labels(examples or (), labels)
+        unscored = len(test) - len(scorable(test, labels)) if test else 0
+        if unscored:  # said now, not after training: they are predicted but never scored
+            logger.warning("%s: %d test example(s) have labels not in the label map (%s): "
+                           "they are predicted and left out of the test scores", test_file,
+                           unscored, ", ".join(labels.names[:20]))
     metric = settings.main_metric or task.main_metric
 
     _seed(settings.seed)

@@ -29,14 +29,18 @@ class Encoded:
 
 
 class Client:
-    def __init__(self, url: str = "http://127.0.0.1:8881", timeout: float = 60.0):
+    def __init__(self, url: str = "http://127.0.0.1:8881", timeout: float = 60.0,
+                 api_key: str | None = None):
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.api_key = api_key  # sent as "Authorization: Bearer KEY" when the server wants one
 
     def _call(self, path: str, payload: Any | None = None) -> Any:
         data = None if payload is None else json.dumps(payload, ensure_ascii=False).encode()
-        req = urllib.request.Request(self.url + path, data=data,
-                                     headers={"Content-Type": "application/json"} if data else {},
+        headers = {"Content-Type": "application/json"} if data else {}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        req = urllib.request.Request(self.url + path, data=data, headers=headers,
                                      method="GET" if data is None else "POST")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:

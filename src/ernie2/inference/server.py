@@ -3,9 +3,13 @@
 Requests are checked here (body size, UTF-8, JSON, types, texts per request, text length),
 tokenized in a thread pool, then queued for one model worker that batches concurrent requests
 (`batcher.Batcher`). Every bad request gets a 4xx with `{"error": "..."}`; the server keeps
-serving. Status codes: 400 unreadable body (not UTF-8, not JSON), 413 a size limit, 422 a
-well-formed request of the wrong shape, 404 /predict on a model that is not fine-tuned,
-429 too much work queued.
+serving. Status codes: 400 unreadable body (not UTF-8, not JSON), 401 a missing or wrong API
+key (when the server has one), 408 a body slower than body_timeout, 413 a size limit, 415 a
+Content-Type other than application/json, 422 a well-formed request of the wrong shape (an
+empty text, also one that is empty once the tokenizer has dropped control and zero-width
+characters), 404 /predict on a model that is not fine-tuned, 429 too much work queued. A
+connection that has not sent its headers within header_timeout is closed; a client that goes
+away mid-request is logged in one line.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hmac
 import ipaddress
 import json
 import logging
+import os
 import threading
 from typing import Any, Sequence
 
@@ -31,6 +37,7 @@ from ernie2.inference.settings import LONG_POLICIES, ServeSettings
 logger = logging.getLogger(__name__)
 
 _UNBOUNDED = 1 << 30  # a max_len that never truncates: to count a text's tokens
+API_KEY_ENV = "ERNIE2_API_KEY"
 
 
 class RequestError(Exception):
@@ -77,8 +84,17 @@ class Service:
             raise RequestError(413, f"{what}: {n} items; this server takes at most "
                                     f"{self.settings.max_texts} per request")
 
-    def _lengths(self, texts_a: Sequence[str], texts_b: Sequence[str] | None) -> list[bool]:
-        """Which texts (pairs) do not fit in max_len; raises for them when long="reject"."""
+    def _lengths(self, texts_a: Sequence[str], texts_b: Sequence[str] | None,
+                 what: tuple[str, str] = ("texts", "texts_b")) -> list[bool]:
+        """Which texts (pairs) do not fit in max_len; raises for them when long="reject", and
+        for a text the tokenizer leaves nothing of (only control or zero-width characters)."""
+        for texts, name in ((texts_a, what[0]), (texts_b, what[1])):
+            if texts is None:
+                continue
+            for i, e in enumerate(self.tokenizer.encode_batch(texts, None, _UNBOUNDED)):
+                if len(e) <= 2:  # [CLS] [SEP] and nothing between
+                    raise RequestError(422, f"{name}[{i}]: empty text once normalized (only "
+                                            "whitespace, control or zero-width characters)")
         counts = [len(e) for e in self.tokenizer.encode_batch(texts_a, texts_b, _UNBOUNDED)]
         over = [n > self.max_len for n in counts]
         if self.settings.long == "reject" and any(over):
@@ -149,7 +165,8 @@ class Service:
         meta: dict[str, Any] = {"examples": examples}
         if ft.task.name in ("classify", "pair", "regress", "rank"):
             texts_b = [ex.text_b for ex in examples] if examples[0].text_b is not None else None
-            meta["truncated"] = self._lengths([ex.text_a for ex in examples], texts_b)
+            meta["truncated"] = self._lengths([ex.text_a for ex in examples], texts_b,
+                                              ("inputs", "inputs (second text)"))
         opts = dataclasses.replace(ft.options, max_len=self.max_len)
         meta["options"] = opts
         # NER cuts long sentences into several features and reading comprehension uses
@@ -213,8 +230,13 @@ def _plain(x: Any) -> Any:
 
 
 # ---------------------------------------------------------------------- the HTTP side
-async def read_json(request, max_bytes: int) -> Any:
-    """The request body as JSON, read no further than `max_bytes`."""
+async def read_json(request, max_bytes: int, timeout: float | None = None) -> Any:
+    """The request body as JSON (Content-Type application/json), read no further than
+    `max_bytes` and for no longer than `timeout` seconds."""
+    ctype = request.headers.get("content-type", "")
+    if ctype.partition(";")[0].strip().lower() != "application/json":
+        raise RequestError(415, f"Content-Type must be application/json, got "
+                                f"{ctype or 'none'}")
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -223,10 +245,15 @@ async def read_json(request, max_bytes: int) -> Any:
             raise RequestError(413, f"request body of {declared} bytes is over the limit of "
                                     f"{max_bytes}")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise RequestError(413, f"request body is over the limit of {max_bytes} bytes")
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise RequestError(413, f"request body is over the limit of {max_bytes} "
+                                            "bytes")
+    except TimeoutError:
+        raise RequestError(408, f"request body not received within {timeout:g} s") from None
     if not body.strip():
         raise RequestError(400, "empty request body; expected JSON")
     try:
@@ -254,6 +281,7 @@ def create_app(service: Service):
     from fastapi.exceptions import RequestValidationError
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -267,6 +295,18 @@ def create_app(service: Service):
                   description="POST /encode {\"texts\": [...]}; POST /predict {\"inputs\": "
                               "[...]}; GET /health")
     app.state.service = service
+    key = service.settings.api_key
+
+    @app.middleware("http")
+    async def _require_key(request, call_next):
+        if key is not None:
+            given = request.headers.get("x-api-key") or request.headers.get(
+                "authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), key.encode()):
+                return _json_response({"error": "missing or wrong API key (send it as "
+                                                "'Authorization: Bearer KEY' or 'X-API-Key: "
+                                                "KEY')"}, 401)
+        return await call_next(request)
 
     @app.exception_handler(RequestError)
     async def _request_error(request, exc: RequestError):
@@ -289,13 +329,21 @@ def create_app(service: Service):
         return _json_response({"error": "; ".join(
             f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())}, 422)
 
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request, exc: ClientDisconnect):
+        client = request.client
+        logger.warning("client %s went away before sending its whole request to %s",
+                       f"{client.host}:{client.port}" if client else "?", request.url.path)
+        return _json_response({"error": "client disconnected"}, 400)  # read by no one
+
     @app.exception_handler(Exception)
     async def _internal_error(request, exc: Exception):
         logger.exception("request failed")
         return _json_response({"error": f"internal error ({type(exc).__name__})"}, 500)
 
     async def _run(kind: str, prepare, request: Request):
-        body = await read_json(request, service.settings.max_body_bytes)
+        body = await read_json(request, service.settings.max_body_bytes,
+                               service.settings.body_timeout)
         features, meta = await run_in_threadpool(prepare, body)
         results = await asyncio.wrap_future(service.batcher.submit(kind, features))
         return features, meta, results
@@ -330,17 +378,58 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _protocol(header_timeout: float):
+    """uvicorn's h11 protocol, closing a connection that has not sent a request's headers within
+    `header_timeout` seconds of connecting or of its previous response (slow clients)."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Protocol(H11Protocol):
+        def _arm(self) -> None:
+            self.loop.call_later(header_timeout, self._headers_due, self.server_state
+                                 .total_requests)
+
+        def _headers_due(self, served: int) -> None:
+            waiting = self.conn.their_state is h11.IDLE
+            if waiting and served == self.server_state.total_requests \
+                    and not self.transport.is_closing():
+                logger.warning("closing the connection of %s: no request headers within %g s",
+                               "%s:%d" % self.client if self.client else "?", header_timeout)
+                self.transport.close()
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+    return Protocol
+
+
+def _uvicorn_config(app, host: str, port: int, log_level: str):
+    import uvicorn
+    settings = app.state.service.settings
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                          http=_protocol(settings.header_timeout))
+
+
 def serve(model: LoadedModel, host: str = "127.0.0.1", port: int = 8881,
           settings: ServeSettings | None = None, threads: int | None = None,
           log_level: str = "info") -> None:
-    """Run the server in the foreground until interrupted."""
+    """Run the server in the foreground until interrupted. The API key is settings.api_key,
+    else the ERNIE2_API_KEY environment variable."""
     import uvicorn
 
-    if not is_loopback(host):
-        logger.warning("listening on %s: other machines can reach this server, which has no "
-                       "authentication", host)
+    settings = settings or ServeSettings()
+    if settings.api_key is None and os.environ.get(API_KEY_ENV):
+        settings = dataclasses.replace(settings, api_key=os.environ[API_KEY_ENV])
+    if not is_loopback(host) and settings.api_key is None:
+        logger.warning("listening on %s: other machines can reach this server, which asks no "
+                       "key; set one with --api-key or %s", host, API_KEY_ENV)
     app = create_app(Service(model, settings, threads))
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.Server(_uvicorn_config(app, host, port, log_level)).run()
 
 
 class BackgroundServer:
@@ -350,8 +439,7 @@ class BackgroundServer:
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
         import uvicorn
 
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
-                                                    log_level=log_level, access_log=False))
+        self.server = uvicorn.Server(_uvicorn_config(app, host, port, log_level))
         self.thread = threading.Thread(target=self.server.run, name="ernie2-server", daemon=True)
         self.url = ""
 

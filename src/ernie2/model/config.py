@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,18 +50,69 @@ class ErnieConfig:
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.intermediate_size is None:
             self.intermediate_size = 4 * self.hidden_size
         if self.hidden_act not in ACTIVATIONS:
             raise ValueError(f"hidden_act {self.hidden_act!r} is not one of {sorted(ACTIVATIONS)}")
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings", "type_vocab_size",
+                     "task_type_vocab_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads "
                 f"{self.num_attention_heads}")
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "max_position_embeddings", "type_vocab_size", "task_type_vocab_size"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob",
+                     "classifier_dropout_prob", "intermediate_dropout_prob"):
+            v = getattr(self, name)
+            if v is not None and not 0 <= v < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {v}")
+        if not (math.isfinite(self.initializer_range) and self.initializer_range >= 0):
+            raise ValueError(f"initializer_range must be >= 0, got {self.initializer_range}")
+        if not (math.isfinite(self.layer_norm_eps) and self.layer_norm_eps > 0):
+            raise ValueError(f"layer_norm_eps must be positive, got {self.layer_norm_eps}")
+        self.check_memory()
+
+    def _check_types(self) -> None:
+        """Each field holds its declared type (a size given as the string "64" is refused here,
+        not deep inside a layer)."""
+        for name, tp in typing.get_type_hints(type(self)).items():
+            v = getattr(self, name)
+            args = (dict,) if typing.get_origin(tp) is dict else typing.get_args(tp) or (tp,)
+            if v is None and type(None) in args:
+                continue
+            if int in args and not (isinstance(v, int) and not isinstance(v, bool)):
+                raise ValueError(f"{name} must be an integer, got {v!r}")
+            if float in args and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise ValueError(f"{name} must be a number, got {v!r}")
+            if (str in args or bool in args or dict in args) and not isinstance(v, args):
+                raise ValueError(f"{name} must be {'/'.join(a.__name__ for a in args)}, got "
+                                 f"{v!r}")
+
+    def num_parameters(self) -> int:
+        """Parameters of the encoder (embeddings, layers, pooler), from the sizes alone."""
+        h, i = self.hidden_size, self.intermediate_size
+        rows = self.vocab_size + self.max_position_embeddings + self.type_vocab_size + (
+            self.task_type_vocab_size if self.use_task_id else 0)
+        layer = 4 * h * h + 4 * h + h * i + i + i * h + h + 4 * h
+        return rows * h + 2 * h + self.num_hidden_layers * layer + (
+            h * h + h if self.has_pooler else 0)
+
+    def check_memory(self, copies: int = 1, what: str = "the model") -> None:
+        """Refuse, before anything is allocated, sizes whose float32 tensors (`copies` of them:
+        4 for training with Adam: weights, gradients, two moments) exceed this machine's
+        available memory."""
+        need = 4 * copies * self.num_parameters()
+        have = available_memory()
+        if have is not None and need > have:
+            raise ValueError(f"{what} needs about {need / 2**30:,.1f} GiB ({self.num_parameters():,} "
+                             f"parameters x {copies} float32 copies), more than the "
+                             f"{have / 2**30:,.1f} GiB this machine has available (hidden_size "
+                             f"{self.hidden_size}, {self.num_hidden_layers} layers, vocab "
+                             f"{self.vocab_size}, max_position_embeddings "
+                             f"{self.max_position_embeddings})")
 
     @property
     def head_dim(self) -> int:
@@ -136,6 +189,22 @@ class ErnieConfig:
 
     def replace(self, **changes: Any) -> "ErnieConfig":
         return dataclasses.replace(self, **changes)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable, else the physical
+    memory); None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 ACTIVATIONS = {"relu", "gelu", "gelu_new", "tanh"}

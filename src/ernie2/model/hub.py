@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Iterator, Protocol
@@ -481,14 +482,15 @@ def safe_extract(archive: Path, dest: Path) -> None:
     """Unpack a tar archive, refusing absolute paths, `..`, links and special files."""
     try:
         tf = tarfile.open(archive, "r:*")
-    except (tarfile.TarError, OSError) as exc:
-        raise ArchiveError(f"{archive.name}: not a readable tar archive ({exc})") from None
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise ArchiveError(f"{archive.name}: not a readable tar archive, truncated or corrupt "
+                           f"({exc})") from None
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
     with tf:
         try:
             members = tf.getmembers()
-        except (tarfile.TarError, EOFError, OSError) as exc:
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
             raise ArchiveError(f"{archive.name}: truncated or corrupt archive ({exc})") from None
         for m in members:
             name = m.name.replace("\\", "/")
@@ -508,8 +510,9 @@ def safe_extract(archive: Path, dest: Path) -> None:
         kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
         try:
             tf.extractall(dest, members=members, **kwargs)
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            raise ArchiveError(f"{archive.name}: cannot unpack ({exc})") from None
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            raise ArchiveError(f"{archive.name}: cannot unpack, truncated or corrupt archive "
+                               f"({exc})") from None
 
 
 def find_checkpoint_root(top: Path, subdir: str | None = None) -> Path:
@@ -554,9 +557,14 @@ class ArchiveSource:
             job.tried.append(f"no archive at {path}")
             return None
         logger.info("%s: using %s", job.info.name, path)
-        job.origin = {"source": "archive", "url": self.download.url, "file": str(path),
-                      "sha256": verify(path, self.download)}
-        return self._unpack(path, job)
+        try:
+            job.origin = {"source": "archive", "url": self.download.url, "file": str(path),
+                          "sha256": verify(path, self.download)}
+            return self._unpack(path, job)
+        except (ChecksumError, ArchiveError) as exc:  # never reused: the next try fetches anew
+            path.unlink(missing_ok=True)
+            logger.warning("%s: %s; deleted it", path, exc)
+            raise
 
     def fetch(self, job: "_Job") -> Path:
         path = self._path(job)

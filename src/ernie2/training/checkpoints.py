@@ -4,14 +4,17 @@ A checkpoint is a directory `step-00001200/` holding
 - `model.safetensors`: the trained module's state (encoder and heads);
 - `optimizer.safetensors` + the rest of the optimizer state in `trainer.json`;
 - `trainer.json`: loop counters, scheduler, plan position, evaluation history (JSON);
-- `rank-<r>.json`: each process's RNG states and data position.
+- `rank-<r>.json`: each process's RNG states and data position;
+- `manifest.json`: every other file's size and SHA-256, checked on load.
 It is written into `.tmp-step-00001200/` and renamed into place only once complete, so a crash
-during a save leaves the previous checkpoint as the latest usable one.
+during a save leaves the previous checkpoint as the latest usable one; `newest_intact()` skips
+(and names) checkpoints damaged afterwards.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -31,6 +34,11 @@ from ernie2.utils import atomic_write_bytes, atomic_write_text
 logger = logging.getLogger(__name__)
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+MANIFEST = "manifest.json"
+
+
+class DamagedCheckpoint(ValueError):
+    """A checkpoint whose files are missing, truncated or unreadable."""
 
 
 # ---------------------------------------------------------------------- JSON-safe state
@@ -151,26 +159,35 @@ class CheckpointManager:
         final = self._final(step)
         tmp = self.directory / f".tmp-{final.name}"
         is_main = dist_util.rank() == 0
-        if is_main:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            tmp.mkdir(parents=True)
-        dist_util.barrier()
-        r = dist_util.rank()
-        atomic_write_text(tmp / f"rank-{r}.json", json.dumps(_jsonable(rank_state)))
-        if is_main:
-            state = {k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}
-            atomic_write_bytes(tmp / "model.safetensors", st_save(state))
-            opt_tensors, opt_rest = split_optimizer_state(optimizer_state)
-            atomic_write_bytes(tmp / "optimizer.safetensors", st_save(opt_tensors))
-            body = {"step": step, "world_size": dist_util.world_size(), "optimizer": opt_rest,
-                    **meta}
-            atomic_write_text(tmp / "trainer.json", json.dumps(_jsonable(body), indent=1))
-        dist_util.barrier()
-        if is_main:
-            self._publish(tmp, final)
-            self._prune()
-            logger.info("saved checkpoint %s", final)
+        try:
+            if is_main:
+                if tmp.exists():
+                    shutil.rmtree(tmp)
+                tmp.mkdir(parents=True)
+            dist_util.barrier()
+            r = dist_util.rank()
+            atomic_write_text(tmp / f"rank-{r}.json", json.dumps(_jsonable(rank_state)))
+            if is_main:
+                state = {k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}
+                atomic_write_bytes(tmp / "model.safetensors", st_save(state))
+                opt_tensors, opt_rest = split_optimizer_state(optimizer_state)
+                atomic_write_bytes(tmp / "optimizer.safetensors", st_save(opt_tensors))
+                body = {"step": step, "world_size": dist_util.world_size(),
+                        "optimizer": opt_rest, **meta}
+                atomic_write_text(tmp / "trainer.json", json.dumps(_jsonable(body), indent=1))
+            dist_util.barrier()
+            if is_main:
+                atomic_write_text(tmp / MANIFEST, json.dumps(_manifest(tmp), indent=1))
+                self._publish(tmp, final)
+                self._prune()
+                logger.info("saved checkpoint %s", final)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            latest = self.latest()
+            where = f": {exc.filename}" if exc.filename else ""
+            raise OSError(f"saving checkpoint {final.name} failed ({exc.strerror or exc}{where}); "
+                          f"the partial save is removed; newest checkpoint: {latest or 'none'}"
+                          ) from exc
         dist_util.barrier()
         return final
 
@@ -186,9 +203,23 @@ class CheckpointManager:
             os.replace(tmp, final)
         _fsync_dir(self.directory)
 
-    def _prune(self) -> None:
+    def remove_stale(self) -> None:
+        """Partial saves (`.tmp-*`) go; a checkpoint caught mid-swap by a crash (`.old-*` with
+        no `step-*` beside it) is put back."""
+        if not self.directory.is_dir():
+            return
+        for old in self.directory.glob(".old-step-*"):
+            final = self.directory / old.name[len(".old-"):]
+            if final.exists():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(old, final)
         for stale in self.directory.glob(".tmp-step-*"):
+            logger.info("removing %s, a save that did not finish", stale)
             shutil.rmtree(stale, ignore_errors=True)
+
+    def _prune(self) -> None:
+        self.remove_stale()
         steps = self.list()
         for path in steps[: max(0, len(steps) - self.keep)]:
             shutil.rmtree(path, ignore_errors=True)
@@ -213,15 +244,31 @@ class CheckpointManager:
             return _unjson(json.loads(meta_file.read_text(encoding="utf-8")))
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: not a checkpoint (no trainer.json)") from None
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{meta_file}: damaged ({exc})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DamagedCheckpoint(f"{meta_file}: damaged ({exc})") from None
+
+    def newest_intact(self) -> Loaded | None:
+        """The newest checkpoint that loads, each damaged newer one named in a warning."""
+        skipped = []
+        for path in reversed(self.list()):
+            try:
+                return self.load(path)
+            except DamagedCheckpoint as exc:
+                logger.warning("skipping checkpoint %s: %s", path.name, exc)
+                skipped.append(path.name)
+        if skipped:
+            raise DamagedCheckpoint(f"{self.directory}: every checkpoint is damaged "
+                                    f"({', '.join(skipped)}); nothing to resume from")
+        return None
 
     def load(self, path: str | os.PathLike | None = None) -> Loaded:
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         path = Path(path) if path is not None else self.latest()
         if path is None:
             raise FileNotFoundError(f"{self.directory}: no checkpoint to resume from")
+        verify_manifest(path)
         meta = self.read_meta(path)
         world = dist_util.world_size()
         if int(meta.get("world_size", 1)) != world:
@@ -229,11 +276,51 @@ class CheckpointManager:
                              f"resuming it with {world} would change the data order. Resume "
                              f"with the same number of processes.")
         r = dist_util.rank()
-        rank_state = _unjson(json.loads((path / f"rank-{r}.json").read_text(encoding="utf-8")))
-        model = load_file(str(path / "model.safetensors"))
-        optimizer = join_optimizer_state(load_file(str(path / "optimizer.safetensors")),
-                                         meta.pop("optimizer"))
+        try:
+            rank_state = _unjson(json.loads((path / f"rank-{r}.json").read_text(
+                encoding="utf-8")))
+            model = load_file(str(path / "model.safetensors"))
+            optimizer = join_optimizer_state(load_file(str(path / "optimizer.safetensors")),
+                                             meta.pop("optimizer"))
+        except (OSError, ValueError, KeyError, SafetensorError) as exc:
+            raise DamagedCheckpoint(f"{path}: cannot be read ({type(exc).__name__}: {exc})"
+                                    ) from None
         return Loaded(path, model, optimizer, meta, rank_state)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _manifest(directory: Path) -> dict:
+    return {"files": {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)}
+                      for p in sorted(directory.iterdir()) if p.is_file() and p.name != MANIFEST}}
+
+
+def verify_manifest(path: Path) -> None:
+    """Raise DamagedCheckpoint unless every file the manifest lists has its size and checksum.
+    Checkpoints written before manifests existed have none and are not checked."""
+    file = path / MANIFEST
+    if not file.is_file():
+        return
+    try:
+        listed = json.loads(file.read_text(encoding="utf-8"))["files"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DamagedCheckpoint(f"{file}: damaged ({exc})") from None
+    for name, want in listed.items():
+        f = path / name
+        if not f.is_file():
+            raise DamagedCheckpoint(f"{f}: missing")
+        size = f.stat().st_size
+        if size != want["size"]:
+            raise DamagedCheckpoint(f"{f}: {size} bytes, the manifest says {want['size']} "
+                                    "(truncated or overwritten)")
+        if _sha256(f) != want["sha256"]:
+            raise DamagedCheckpoint(f"{f}: checksum differs from the manifest (corrupted)")
 
 
 def _fsync_dir(path: Path) -> None:

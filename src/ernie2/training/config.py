@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -437,11 +438,30 @@ def resolve_config_path(source: str | Path) -> Path:
 
 
 NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+MAX_STEPS = 10 ** 9  # far beyond any run, far below what the schedule's counters can hold
+
+
+def _non_finite(node: Any, path: list) -> list | None:
+    """The key path of the first NaN or infinite number in a section tree."""
+    if dataclasses.is_dataclass(node):
+        node = {f.name: getattr(node, f.name) for f in dataclasses.fields(node)}
+    items = node.items() if isinstance(node, dict) else (
+        enumerate(node) if isinstance(node, list) else ())
+    for k, v in items:
+        if isinstance(v, float) and not math.isfinite(v):
+            return path + [k]
+        found = _non_finite(v, path + [k])
+        if found:
+            return found
+    return None
 
 
 def validate(cfg: PretrainConfig, text: str | None = None) -> None:
     """Checks across keys (the types are checked while reading)."""
     r = _Reader(cfg.source, text)
+    bad = _non_finite(cfg, [])
+    if bad:
+        raise r.fail(bad, "must be a finite number")
     if not cfg.stages:
         raise r.fail(["stages"], "no stages: a run needs at least one [[stages]] entry")
     m = cfg.model
@@ -457,8 +477,12 @@ def validate(cfg: PretrainConfig, text: str | None = None) -> None:
                          "vocab file")
     if m.max_len < 8:
         raise r.fail(["model", "max_len"], f"must be at least 8, got {m.max_len}")
+    from ernie2.corpus.spec import corpus_formats
     corpus_names = [c.name for c in cfg.corpora]
     for i, c in enumerate(cfg.corpora):
+        if c.format not in corpus_formats():
+            raise r.fail(["corpora", i, "format"], f"unknown format {c.format!r}; known: "
+                         f"{', '.join(corpus_formats())}")
         if corpus_names.count(c.name) > 1:
             raise r.fail(["corpora", i, "name"], f"corpus {c.name!r} is defined twice")
         if c.heldout is not None and not 0 <= c.heldout < 1:
@@ -467,6 +491,9 @@ def validate(cfg: PretrainConfig, text: str | None = None) -> None:
     for i, st in enumerate(cfg.stages):
         if st.steps < 0:
             raise r.fail(["stages", i, "steps"], f"must be >= 0, got {st.steps}")
+        if st.steps > MAX_STEPS:
+            raise r.fail(["stages", i, "steps"], f"must be at most {MAX_STEPS:_}, got "
+                         f"{st.steps}")
         if st.lr is not None and st.lr <= 0:
             raise r.fail(["stages", i, "lr"], f"must be positive, got {st.lr}")
         for j, t in enumerate(st.tasks):
@@ -513,6 +540,20 @@ def validate(cfg: PretrainConfig, text: str | None = None) -> None:
         raise r.fail(["train", "shuffle_buffer"], f"must be >= 0, got {tr.shuffle_buffer}")
     if tr.lr <= 0:
         raise r.fail(["train", "lr"], "must be positive")
+    if tr.weight_decay < 0:
+        raise r.fail(["train", "weight_decay"], f"must be >= 0, got {tr.weight_decay}")
+    if tr.eps <= 0:
+        raise r.fail(["train", "eps"], f"must be positive, got {tr.eps}")
+    if tr.warmup_steps is not None and not 0 <= tr.warmup_steps <= MAX_STEPS:
+        raise r.fail(["train", "warmup_steps"], f"must be in [0, {MAX_STEPS:_}], got "
+                     f"{tr.warmup_steps}")
+    if tr.grad_clip is not None and tr.grad_clip <= 0:
+        raise r.fail(["train", "grad_clip"], f"must be positive (or none: no clipping), got "
+                     f"{tr.grad_clip}")
+    if tr.max_bad_steps < 1:
+        raise r.fail(["train", "max_bad_steps"], f"must be at least 1, got {tr.max_bad_steps}")
+    if cfg.log.peak_tflops is not None and cfg.log.peak_tflops <= 0:
+        raise r.fail(["log", "peak_tflops"], f"must be positive, got {cfg.log.peak_tflops}")
     if len(tr.betas) != 2 or not all(0 <= b < 1 for b in tr.betas):
         raise r.fail(["train", "betas"], "expected two numbers in [0, 1)")
     if not 0 <= tr.warmup_ratio <= 1:
@@ -556,3 +597,45 @@ def documented_keys(cls=PretrainConfig, prefix: str = "") -> dict[str, str]:
         if dataclasses.is_dataclass(tp):
             out.update(documented_keys(tp, key + "."))
     return out
+
+
+# Keys a resumed run may change freely: where files are, what is logged, how often it saves.
+RESULT_NEUTRAL = ("output_dir", "data_dir", "log", "checkpoint.every", "checkpoint.keep",
+                  "checkpoint.stage_models", "eval.every")
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys as --set spells them (`stages.0.steps`); lists of scalars stay whole."""
+    if isinstance(d, dict):
+        items = d.items()
+    elif isinstance(d, list) and any(isinstance(v, (dict, list)) for v in d):
+        items = ((str(i), v) for i, v in enumerate(d))
+    else:
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in items:
+        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _under(key: str, prefixes) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def config_changes(saved: dict, now: dict) -> dict[str, tuple[Any, Any]]:
+    """Keys whose value differs between two `to_dict()` configs (missing: None), except the
+    RESULT_NEUTRAL ones."""
+    a, b = flatten(saved), flatten(now)
+    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys())
+            if a.get(k) != b.get(k) and not _under(k, RESULT_NEUTRAL)}
+
+
+def refuse_changes(changes: dict[str, tuple[Any, Any]], allowed: list[str], where: str) -> None:
+    """ConfigError listing the changed keys not under one of `allowed`."""
+    refused = {k: v for k, v in changes.items() if not _under(k, allowed)}
+    if refused:
+        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in refused.items())
+        flags = " ".join(f"--allow-change {k}" for k in refused)
+        raise ConfigError(f"{where}: resuming with a different config would not continue the "
+                          f"same run: {listed}. Undo the change, start a new output_dir, or "
+                          f"accept it with {flags}")

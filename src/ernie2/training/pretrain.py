@@ -10,6 +10,7 @@ forgetting report.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import random
@@ -24,11 +25,12 @@ import torch
 from ernie2.model.checkpoint import load_encoder, read_checkpoint
 from ernie2.model.config import ErnieConfig
 from ernie2.model.modeling import ErnieModel
-from ernie2.tasks.base import create_task
+from ernie2.tasks.base import create_task, load_factory
 from ernie2.tokenizer import ErnieTokenizer
 from ernie2.training import distributed as dist_util
-from ernie2.training.checkpoints import CheckpointManager, rng_state, set_rng_state
-from ernie2.training.config import PretrainConfig, load_config, task_run_name
+from ernie2.training.checkpoints import CheckpointManager, Loaded, rng_state, set_rng_state
+from ernie2.training.config import (ConfigError, PretrainConfig, config_changes, load_config,
+                                    refuse_changes, task_run_name)
 from ernie2.training.data import Batching, StageFeeder, units_of
 from ernie2.training.evaluation import (chance_level, evaluate, is_lm_like, main_metric,
                                         write_forgetting_report)
@@ -39,6 +41,7 @@ from ernie2.training.optim import WarmupLinear, make_optimizer, warmup_steps
 from ernie2.training.precision import (choose_cpu_precision, measure_peak_flops,
                                        resolve_device, resolve_precision)
 from ernie2.training.reporting import MetricLogger, format_record
+from ernie2.training.rundir import RunDirError, RunLock, claim
 from ernie2.training.schedule import Plan, StageSpec, build_plan
 from ernie2.training.streams import heldout_examples, shared_corpus, train_stream
 from ernie2.utils import atomic_write_text
@@ -55,6 +58,7 @@ class PretrainResult:
     steps: int  # global optimizer steps done
     completed: bool
     chance: dict[str, float] = field(default_factory=dict)
+    interrupted: bool = False  # stopped by SIGINT/SIGTERM, after saving a checkpoint
     stopped_model: Path | None = None  # the model where max_steps stopped (save_stopped=True)
 
 
@@ -113,9 +117,16 @@ class _Interrupt:
 class PretrainRun:
     def __init__(self, cfg: PretrainConfig, *, resume: bool = False, max_steps: int | None = None,
                  stop: Callable[[int], bool] | None = None, progress: bool | None = None,
-                 save_stopped: bool = False):
+                 save_stopped: bool = False, overwrite: bool = False,
+                 allow_change: list[str] | None = None):
         self.cfg = cfg
         self.resume = resume
+        self.overwrite = overwrite
+        self.allow_change = list(allow_change or [])
+        self.resumed: Loaded | None = None
+        self.changes: list[dict] = []  # config changes accepted on resume, over the run
+        self.accepted: dict | None = None  # those accepted by this resume
+        self._prepared: dict[str, Any] = {}  # corpus name -> the spec every task reads
         self.max_steps = max_steps
         self.save_stopped = save_stopped
         self.stop_hook = stop
@@ -147,24 +158,39 @@ class PretrainRun:
                                         f"{m.init_from} has no vocab.txt")
         return ErnieTokenizer(self.vocab_file)
 
-    def _encoder(self) -> ErnieModel:
+    def _model_config(self) -> ErnieConfig:
+        """The encoder's config, its sizes checked against memory before any allocation."""
         m = self.cfg.model
         rows = self.plan.table_size(0)
+        try:
+            if self._ckpt is None:
+                config = ErnieConfig.from_name(m.size, vocab_size=self.tokenizer.vocab_size,
+                                               use_task_id=True, task_type_vocab_size=rows,
+                                               **m.overrides)
+            else:
+                base = self._ckpt.config
+                have = base.task_type_vocab_size if base.use_task_id else 0
+                config = base.replace(use_task_id=True, task_type_vocab_size=max(have, rows),
+                                      **m.overrides)
+            config.check_memory(copies=4, what="training this model")
+        except (TypeError, ValueError) as exc:  # an unknown, mistyped or oversized override
+            raise ConfigError(f"{self.cfg.source}: model (size {m.size}, init_from "
+                              f"{m.init_from}, overrides {m.overrides}): {exc}") from None
+        if m.max_len > config.max_position_embeddings:
+            raise ValueError(f"{self.cfg.source}: model.max_len {m.max_len} exceeds the model's "
+                             f"max_position_embeddings {config.max_position_embeddings}")
+        if self._ckpt is not None and config.vocab_size != self.tokenizer.vocab_size:
+            raise ValueError(f"{self.cfg.source}: the vocab has {self.tokenizer.vocab_size} "
+                             f"tokens, the checkpoint {m.init_from} {config.vocab_size}")
+        return config
+
+    def _encoder(self) -> ErnieModel:
+        m = self.cfg.model
+        config = self._model_config()
         torch.manual_seed(self.cfg.seed)
-        if self._ckpt is None:
-            config = ErnieConfig.from_name(m.size, vocab_size=self.tokenizer.vocab_size,
-                                           use_task_id=True, task_type_vocab_size=rows,
-                                           **m.overrides)
-            encoder = ErnieModel(config)
-        else:
-            base = self._ckpt.config
-            have = base.task_type_vocab_size if base.use_task_id else 0
-            config = base.replace(use_task_id=True, task_type_vocab_size=max(have, rows),
-                                  **m.overrides)
-            if config.vocab_size != self.tokenizer.vocab_size:
-                raise ValueError(f"{self.cfg.source}: the vocab has {self.tokenizer.vocab_size} "
-                                 f"tokens, the checkpoint {m.init_from} {config.vocab_size}")
-            encoder = ErnieModel(config)
+        encoder = ErnieModel(config)
+        if self._ckpt is not None:
+            have = self._ckpt.config.task_type_vocab_size if self._ckpt.config.use_task_id else 0
             fresh = load_encoder(encoder, self._ckpt)
             table = encoder.embeddings.task_type_embeddings
             with torch.no_grad():
@@ -172,16 +198,30 @@ class PretrainRun:
                     table.weight[have:].zero_()
             if fresh:
                 logger.info("added to %s: %s", m.init_from, ", ".join(fresh))
-        if m.max_len > encoder.config.max_position_embeddings:
-            raise ValueError(f"{self.cfg.source}: model.max_len {m.max_len} exceeds the model's "
-                             f"max_position_embeddings {encoder.config.max_position_embeddings}")
         return encoder.to(self.device)
+
+    def _where(self, name: str) -> str:
+        for i, st in enumerate(self.cfg.stages):
+            for j, t in enumerate(st.tasks):
+                if task_run_name(t) == name:
+                    return f"stages[{i}].tasks[{j}]"
+        return name
 
     def _make_task(self, name: str):
         sec = self.sections[name]
-        task = create_task(sec.task, tokenizer=self.tokenizer, max_len=self.cfg.model.max_len,
-                           task_id=self.plan.task(name).task_id, **sec.options)
-        return task
+        args = dict(tokenizer=self.tokenizer, max_len=self.cfg.model.max_len,
+                    task_id=self.plan.task(name).task_id, **sec.options)
+        factory = load_factory(sec.task)
+        try:
+            inspect.signature(factory).bind(**args)
+        except TypeError as exc:  # a misspelled or missing option, named before the call
+            params = [p for p in inspect.signature(factory).parameters
+                      if p not in ("self", "tokenizer", "max_len", "task_id")]
+            raise ConfigError(f"{self.cfg.source}: {self._where(name)}.options: {exc} (task "
+                              f"{sec.task} takes: {', '.join(params) or 'no options'})") from None
+        except ValueError:  # no signature to inspect (a builtin): let the call decide
+            pass
+        return create_task(sec.task, **args)
 
     def _corpus(self, name: str) -> tuple[dict, float]:
         sec = self.sections[name]
@@ -208,7 +248,6 @@ class PretrainRun:
         self.task_ids = {t.name: t.task_id for t in self.plan.tasks}
         self.streams = {}
         self.heldout: dict[str, list] = {}
-        self._prepared: dict[str, Any] = {}  # corpus name -> the spec every task reads
         for t in self.plan.tasks:
             spec, frac = self._corpus(t.name)
             self.streams[t.name] = train_stream(
@@ -226,8 +265,7 @@ class PretrainRun:
         if cfg.train.precision == "auto" and self.device.type == "cpu" and self.precision == "bf16":
             # A timing, so it may come out the other way next time: a resumed run keeps the
             # choice its checkpoint was trained with and continues the same computation.
-            resumed = self.ckpt.latest() if self.resume else None
-            saved = self.ckpt.read_meta(resumed).get("precision") if resumed else None
+            saved = self.resumed.meta.get("precision") if self.resumed else None
             self.precision = saved or choose_cpu_precision(encoder, cfg.model.max_len)[0]
             if self.world > 1:  # every rank must agree: rank 0 decides
                 self.precision = dist_util.all_gather_objects(self.precision)[0]
@@ -304,7 +342,8 @@ class PretrainRun:
         meta = {"stage": s, "global_step": step, "plan": _plan_summary(self.plan),
                 "precision": self.precision,
                 "trainer": {k: v for k, v in trainer.state_dict().items() if k != "optimizer"},
-                "history": self.history, "config": self.cfg.to_dict()}
+                "history": self.history, "config": self.cfg.to_dict(),
+                "changes": self.changes}
         rank_state = {"rng": rng_state(), "feeder_position": feeder.position,
                       "consumed": dict(self.consumed),
                       "streams": {n: st.state_dict() for n, st in self.streams.items()}}
@@ -324,37 +363,76 @@ class PretrainRun:
         atomic_write_text(path / "pretraining.json", json.dumps(info, indent=1) + "\n")
 
     def run(self) -> PretrainResult:
+        """The run, holding output_dir's lock (rank 0) from the first check to the last file."""
+        lock = RunLock(self.out)
+        failure = None
+        if self.rank == 0:
+            try:
+                lock.__enter__()
+                claim(self.out, resume=self.resume, overwrite=self.overwrite)
+                self.ckpt.remove_stale()
+            except RunDirError as exc:
+                lock.__exit__()
+                failure = exc
+        message = dist_util.all_gather_objects(str(failure) if failure else None)[0]
+        if failure:
+            raise failure
+        if message:  # every rank stops when rank 0 does
+            raise RunDirError(message)
+        try:
+            return self._run()
+        finally:
+            lock.__exit__()
+
+    def _resumable(self) -> Loaded | None:
+        """The newest intact checkpoint, its config compared with this run's key by key."""
+        loaded = self.ckpt.newest_intact()
+        if loaded is None:
+            logger.warning("--resume: no checkpoint in %s; starting afresh", self.ckpt.directory)
+            return None
+        changes = config_changes(loaded.meta.get("config", {}), self.cfg.to_dict())
+        refuse_changes(changes, self.allow_change, f"--resume from {loaded.path}")
+        if loaded.meta["plan"] != _plan_summary(self.plan):
+            raise ValueError(f"{loaded.path} was written for a different plan (stages, steps, "
+                             f"tasks or ids changed); start a new output_dir")
+        self.changes = list(loaded.meta.get("changes", []))
+        if changes:
+            self.accepted = {k: [a, b] for k, (a, b) in changes.items()}
+            self.changes.append({"step": int(loaded.meta["global_step"]),
+                                 "changed": self.accepted})
+            logger.warning("resuming %s with changed settings (--allow-change): %s", loaded.path,
+                           "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()))
+        return loaded
+
+    def _run(self) -> PretrainResult:
         cfg, plan = self.cfg, self.plan
+        self.resumed = self._resumable() if self.resume else None
         self.build()
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out / "config.json",
                               json.dumps(cfg.to_dict(), indent=1, ensure_ascii=False) + "\n")
-        loaded = None
+        loaded = self.resumed
         first_stage = 0
         loop_state = LoopState()
-        if self.resume:
-            path = self.ckpt.latest()
-            if path is None:
-                logger.warning("--resume: no checkpoint in %s; starting afresh", self.ckpt.directory)
-            else:
-                loaded = self.ckpt.load(path)
-                if loaded.meta["plan"] != _plan_summary(plan):
-                    raise ValueError(f"{path} was written for a different plan (stages, steps, "
-                                     f"tasks or ids changed); start a new output_dir")
-                s = int(loaded.meta["stage"])
-                for k in range(s + 1):
-                    self._grow(k)
-                self.model.load_state_dict(loaded.model)
-                self.history = loaded.meta.get("history", [])
-                loop = loaded.meta["trainer"]["loop"]
-                loop_state = LoopState(**{k: int(v) for k, v in loop.items()})
-                for n, st in loaded.rank["streams"].items():
-                    self.streams[n].load_state_dict(st)
-                self.consumed.update({k: int(v) for k, v in loaded.rank["consumed"].items()})
-                done_in_stage = loop_state.step - plan.stage_start(s)
-                first_stage = s + 1 if done_in_stage >= plan.stages[s].steps else s
-                logger.info("resuming from %s (step %d, stage %d)", path, loop_state.step, s + 1)
+        if loaded is not None:
+            if self.accepted:
+                self.logger.write({"step": int(loaded.meta["global_step"]), "tasks": {},
+                                   "changed": self.accepted}, "resume")
+            path = loaded.path
+            s = int(loaded.meta["stage"])
+            for k in range(s + 1):
+                self._grow(k)
+            self.model.load_state_dict(loaded.model)
+            self.history = loaded.meta.get("history", [])
+            loop = loaded.meta["trainer"]["loop"]
+            loop_state = LoopState(**{k: int(v) for k, v in loop.items()})
+            for n, st in loaded.rank["streams"].items():
+                self.streams[n].load_state_dict(st)
+            self.consumed.update({k: int(v) for k, v in loaded.rank["consumed"].items()})
+            done_in_stage = loop_state.step - plan.stage_start(s)
+            first_stage = s + 1 if done_in_stage >= plan.stages[s].steps else s
+            logger.info("resuming from %s (step %d, stage %d)", path, loop_state.step, s + 1)
         trainer = None
         completed = True
         with _Interrupt() as interrupt:
@@ -445,7 +523,8 @@ class PretrainRun:
             dist_util.barrier()
         report = self._report()
         return PretrainResult(self.out, final, report, self.history, loop_state.step, completed,
-                              self.chance, stopped)
+                              self.chance, interrupted=interrupt.flag and not completed,
+                              stopped_model=stopped)
 
     def _report(self) -> dict[str, Path]:
         if self.rank != 0 or not self.history:
@@ -459,14 +538,49 @@ class PretrainRun:
                                        self.out / "report", f"{self.plan.schedule} schedule")
 
 
+def check(config: str | Path | dict | PretrainConfig,
+          overrides: dict[str, Any] | None = None) -> list[str]:
+    """`ernie2 pretrain --check`: everything short of training. The plan, the tokenizer and
+    vocab, the model's sizes (against memory; nothing allocated), every task built with its
+    options, and each task's corpus opened and one example built from it. Returns the report's
+    lines; any problem raises, naming the file and key."""
+    from ernie2.training.streams import train_stream
+
+    cfg = load_config(config, overrides)
+    run = PretrainRun(cfg)
+    run._ckpt = read_checkpoint(cfg.model.init_from) if cfg.model.init_from else None
+    run.tokenizer = run._tokenizer()
+    model = run._model_config()
+    plan = run.plan
+    lines = [f"{cfg.source}: valid; {plan.schedule} schedule, {plan.total_steps} steps",
+             f"  vocab {run.vocab_file}: {run.tokenizer.vocab_size} tokens; model "
+             f"{model.num_parameters():,} parameters"]
+    for st in plan.stages:
+        shares = ", ".join(f"{n}={st.counts[n]}" for n in st.trained)
+        lines.append(f"  stage {st.index + 1} {st.name}: {st.steps} steps ({shares})")
+    for t in plan.tasks:
+        task = run._make_task(t.name)
+        spec, frac = run._corpus(t.name)
+        stream = train_stream(task, spec, seed=cfg.seed, heldout=frac, rank=0, world=1)
+        example = next(iter(stream), None)
+        corpus = run.sections[t.name].corpus or cfg.corpora[0].name
+        if example is None:
+            raise ValueError(f"{cfg.source}: {run._where(t.name)}: task {t.name} builds no "
+                             f"example from its corpus {corpus!r}")
+        lines.append(f"  task {t.name}: task id {t.task_id}, from stage {t.stage + 1}; an "
+                     f"example of {len(example.input_ids)} tokens built from corpus {corpus!r}")
+    return lines
+
+
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name).strip("-") or "stage"
 
 
 def pretrain(config: str | Path | dict | PretrainConfig, *, resume: bool = False,
              overrides: dict[str, Any] | None = None, max_steps: int | None = None,
-             stop: Callable[[int], bool] | None = None,
-             progress: bool | None = None, save_stopped: bool = False) -> PretrainResult:
+             stop: Callable[[int], bool] | None = None, progress: bool | None = None,
+             save_stopped: bool = False, overwrite: bool = False,
+             allow_change: list[str] | None = None) -> PretrainResult:
     """Run a pre-training config (a path, a shipped config name, a dict or a PretrainConfig).
 
     `resume`: continue from the newest checkpoint in output_dir/checkpoints. `overrides`: dotted
@@ -474,12 +588,17 @@ def pretrain(config: str | Path | dict | PretrainConfig, *, resume: bool = False
     steps (or when stop returns True) without saving, as if the process were killed there:
     a test hook for resume; with `save_stopped`, stopping at max_steps saves a checkpoint and
     the model so far (output_dir/stopped). SIGINT/SIGTERM stop after the current step and
-    save."""
+    save.
+
+    output_dir belongs to one run: a fresh run refuses a directory holding another run's outputs
+    unless `overwrite` (which deletes them); a resumed run refuses a config that differs from
+    its checkpoint's in a key that changes the result, unless the key is in `allow_change`."""
     cfg = load_config(config, overrides)
     joined = not dist_util.is_distributed()
     try:
         return PretrainRun(cfg, resume=resume, max_steps=max_steps, stop=stop,
-                           progress=progress, save_stopped=save_stopped).run()
+                           progress=progress, save_stopped=save_stopped, overwrite=overwrite,
+                           allow_change=allow_change).run()
     finally:
         if joined and dist_util.is_distributed():  # we joined the group, so we leave it
             torch.distributed.destroy_process_group()
