@@ -22,7 +22,7 @@ setup: $(STAMP)
 # 3 seeds on test, label-efficiency curves, a frozen-feature probe).
 demo: setup
 	$(PY) -m ernie2 data demo --out data/demo --langs zh
-	$(PY) -m ernie2 pretrain demo_zh
+	$(PY) -m ernie2 pretrain demo_zh --overwrite
 	$(PY) examples/finetune_demo.py runs/demo_zh/final demo_out/finetune
 
 # The ERNIE 2.0 paper's comparison at small scale: continual, sequential and joint schedules and

@@ -92,8 +92,8 @@ def test_train_subset_keeps_the_first_examples_and_the_other_splits(tmp_path):
     assert (out / "test.tsv").read_text() == (tsv / "test.tsv").read_text()
     col = samples.ner(tmp_path / "ner", sizes=(12, 3, 3), column_file=True)
     out = train_subset(ProtocolTask("n", "ner", str(col), 1, (1e-3,)), 5, tmp_path / "n5")
-    blocks = [b for b in (out / "train.txt").read_text().split("\n\n") if b.strip()]
-    assert blocks == (col / "train.txt").read_text().split("\n\n")[:5]
+    blocks = [b.strip("\n") for b in (out / "train.txt").read_text().split("\n\n") if b.strip()]
+    assert blocks == [b.strip("\n") for b in (col / "train.txt").read_text().split("\n\n")[:5]]
     with pytest.raises(ValueError, match="13 training examples asked, 12 there"):
         train_subset(ProtocolTask("n", "ner", str(col), 1, (1e-3,)), 13, tmp_path / "n13")
 
