@@ -164,7 +164,7 @@ def run(config: str = "demo_zh", out: str | Path | None = None,
     for schedule in schedules:
         cfg = schedule_config(config, schedule, out, scale, overrides or {})
         t0 = time.perf_counter()
-        result = pretrain(cfg, progress=progress)
+        result = pretrain(cfg, progress=progress, overwrite=True)  # each arm starts afresh
         if not result.completed:
             raise RuntimeError(f"the {schedule} run stopped before its end")
         runs[schedule] = {"history": result.history, "chance": result.chance,
