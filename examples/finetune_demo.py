@@ -76,6 +76,12 @@ def build_data(out_dir: Path, tasks: dict[str, DemoTask], seed: int = 0) -> dict
     return data
 
 
+def protocol_tasks(tasks: dict[str, DemoTask], data: dict[str, Path]) -> list[ProtocolTask]:
+    """The demo's tasks under the protocol, each reading its data directory."""
+    return [ProtocolTask(n, t.task, str(data[n]), t.steps, t.lrs, t.metric, t.max_len)
+            for n, t in tasks.items()]
+
+
 def random_init(pretrained_dir: Path, out: Path, seed: int = 0) -> Path:
     """The pre-trained model's size, config and vocab, with freshly initialized weights."""
     config = ErnieConfig.from_file(pretrained_dir / "config.json")
@@ -167,8 +173,7 @@ def main(pretrained_dir: str | Path = DEFAULT_PRETRAINED, out_dir: str | Path = 
     starts = {PRETRAINED: pretrained_dir,
               RANDOM: random_init(pretrained_dir, out_dir / "random_init"),
               **(extra_starts or {})}
-    ptasks = [ProtocolTask(n, t.task, str(data[n]), t.steps, t.lrs, t.metric, t.max_len)
-              for n, t in tasks.items()]
+    ptasks = protocol_tasks(tasks, data)
     sizes = {n: tuple(k for k in train_sizes if k < t.sizes[0]) for n, t in tasks.items()}
     results: dict = {}
     for pt in ptasks:  # one task at a time, so each gets only the train sizes below its own

@@ -69,7 +69,7 @@ def forgetting(history: list[dict], metric) -> dict[str, float]:
 
 
 def write_outputs(out: Path, runs: dict, finetune: dict | None) -> dict[str, Path]:
-    from ernie2.training.evaluation import main_metric
+    from ernie2.training.evaluation import forgetting_table
 
     tasks: list[str] = []
     for r in runs.values():
@@ -81,10 +81,9 @@ def write_outputs(out: Path, runs: dict, finetune: dict | None) -> dict[str, Pat
              "| schedule | stage end | " + " | ".join(tasks) + " |",
              "|---|---|" + "---|" * len(tasks)]
     for name, r in runs.items():
-        for rec in r["history"]:
-            cells = [f"{main_metric(rec['results'][t])[1]:.3f}" if t in rec["results"] else ""
-                     for t in tasks]
-            lines.append(f"| {name} | {rec['stage'] + 1}. {rec['name']} (step {rec['step']}) | "
+        for row in forgetting_table(r["history"], tasks):
+            cells = ["" if row[t] is None else f"{row[t]:.3f}" for t in tasks]
+            lines.append(f"| {name} | {row['stage']}. {row['name']} (step {row['step']}) | "
                          + " | ".join(cells) + " |")
     chance = next(iter(runs.values()))["chance"]
     lines.append("| chance | | " + " | ".join(
@@ -182,11 +181,10 @@ def run(config: str = "demo_zh", out: str | Path | None = None,
         starts[finetune_demo.RANDOM] = finetune_demo.random_init(first, out / "random_init")
         tasks = finetune_tasks or finetune_demo.TASKS
         data = finetune_demo.build_data(out / "finetune_data", tasks)
-        from ernie2.finetune.protocol import ProtocolTask, compare
+        from ernie2.finetune.protocol import compare
 
-        ptasks = [ProtocolTask(n, t.task, str(data[n]), t.steps, t.lrs, t.metric, t.max_len)
-                  for n, t in tasks.items()]
-        scores = compare(ptasks, {k: str(v) for k, v in starts.items()}, out / "finetune",
+        scores = compare(finetune_demo.protocol_tasks(tasks, data),
+                         {k: str(v) for k, v in starts.items()}, out / "finetune",
                          workers=workers, progress=progress)
     paths = write_outputs(out, runs, scores)
     print(paths["md"].read_text(encoding="utf-8"))
@@ -214,8 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     from ernie2.utils import setup_logging
 
     setup_logging()
-    run(a.config, a.out, schedules, a.scale, dict(parse_override(kv) for kv in a.set), a.finetune,
-        workers=a.workers, progress=a.progress)
+    overrides = dict(parse_override(kv) for kv in a.set)
+    run(a.config, a.out, schedules, a.scale, overrides, a.finetune, workers=a.workers,
+        progress=a.progress)
     return 0
 
 

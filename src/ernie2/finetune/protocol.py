@@ -5,8 +5,9 @@ Every start gets the same care: its own learning rate, picked on dev from a grid
 `seeds` runs at that rate scored on test (mean and standard deviation). Each run keeps its best
 dev checkpoint (evaluated `evals` times), so more steps never hurt a start that converges early.
 Optional label-efficiency points fine-tune on the first n training examples at each start's
-chosen rate (`subset_steps`: 20 epochs, between a quarter of the task's steps and all of them). Runs are independent and small, so they go to `workers` processes of one thread
-each (tiny models gain nothing from threads, and two processes use two cores fully).
+chosen rate (`subset_steps`: 20 epochs, between a quarter of the task's steps and all of them).
+Runs are independent and small, so they go to `workers` processes of one thread each (tiny
+models gain nothing from threads, and two processes use two cores fully).
 
     from ernie2.finetune.protocol import ProtocolTask, compare
     tasks = [ProtocolTask("sentiment", "classify", "data/sentiment", steps=600,
