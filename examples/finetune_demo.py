@@ -54,8 +54,8 @@ class DemoTask:
 TASKS = {
     # Reviews cut to 62 characters so every one fits max_len 64 ([CLS] ... [SEP]). Dev and test
     # come from the reviews that the pre-training corpus leaves out (ernie2.corpus.reviews).
-    # Steps: in the measured runs every start's best dev model came at or before step 300
-    # (sentiment) and 456 (NER), random initialization's included.
+    # Steps: in the measured runs each start's best dev model at its chosen learning rate came
+    # by step 300 (sentiment) and 456 (NER), random initialization's included.
     "sentiment": DemoTask("sentiment", "classify", (2400, 400, 400), 400, (1e-4, 3e-4, 1e-3),
                           "accuracy"),
     "ner": DemoTask("ner", "ner", (1200, 300, 300), 600, (1e-3, 3e-3, 1e-2), "f1"),

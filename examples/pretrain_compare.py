@@ -11,7 +11,7 @@ Writes, in OUT (default runs/compare_<lang>):
                               random initialization
   compare.png                 one panel per task: its metric at every stage end, per schedule
 
-    python examples/pretrain_compare.py                       # demo_zh, about 45 min on 2 cores
+    python examples/pretrain_compare.py                       # demo_zh: 4 pre-trainings + fine-tuning
     python examples/pretrain_compare.py --scale 0.2 --no_finetune   # a quick look
 """
 
