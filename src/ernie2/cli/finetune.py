@@ -27,7 +27,7 @@ _SETTINGS = ("output_dir", "batch_size", "micro_batch_size", "learning_rate", "e
              "eval_batch_size", "log_every", "tensorboard", "peak_tflops", "checkpoint_every",
              "keep_checkpoints")
 _OPTIONS = ("max_len", "for_cn", "dropout", "crf", "scheme", "stride", "max_query_len",
-            "n_best", "max_answer_len", "positive_label")
+            "n_best", "max_answer_len", "positive_label", "pooling")
 
 
 # The task types and model sizes, written out so that `--help` needs no torch (a test keeps
@@ -104,6 +104,9 @@ def add_arguments(p):
     o.add_argument("--n_best", type=int, help="mrc: candidate starts and ends per window")
     o.add_argument("--max_answer_len", type=int, help="mrc: answer tokens at most")
     o.add_argument("--positive_label", help="rank: the label of a relevant candidate")
+    o.add_argument("--pooling", choices=["pooler", "cls", "mean"],
+                   help="classify, pair, regress, rank: what the head reads: the pooled [CLS] "
+                        "output (default), the [CLS] state or the mean of the token states")
 
 
 def settings_from_args(args):

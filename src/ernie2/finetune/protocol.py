@@ -43,6 +43,7 @@ class ProtocolTask:
     max_len: int = 64
     batch_size: int = 32
     evals: int = 8  # dev evaluations per run; the best one is kept
+    pooling: str = "pooler"  # what a sequence-level head reads (TaskOptions.pooling)
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ def _run(run: Run) -> tuple[float, float]:
         batch_size=t.batch_size, learning_rate=run.lr, max_steps=steps,
         warmup_proportion=0.1, weight_decay=0.01, eval_every=max(1, steps // t.evals),
         main_metric=t.metric, seed=run.seed, precision="fp32", progress=False,
-        log_every=t.steps, tensorboard="off", options=TaskOptions(max_len=t.max_len)))
+        log_every=t.steps, tensorboard="off",
+        options=TaskOptions(max_len=t.max_len, pooling=t.pooling)))
     metric = r.main_metric
     shutil.rmtree(Path(run.out_dir) / "best", ignore_errors=True)  # keep metrics, not models
     return r.best_score, r.test_scores[metric]

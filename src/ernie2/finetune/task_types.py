@@ -30,7 +30,7 @@ from ernie2.finetune.crf import LinearChainCRF
 from ernie2.finetune.readers import (DataError, Labels, MrcExample, TaggedExample,
                                      TextExample, collect_labels, read_ner, read_squad,
                                      read_text_tsv)
-from ernie2.model.heads import SequenceHead, SpanHead, TokenHead
+from ernie2.model.heads import POOLINGS, SequenceHead, SpanHead, TokenHead, pool
 from ernie2.utils import atomic_open, atomic_write_text
 
 
@@ -48,6 +48,14 @@ class TaskOptions:
     n_best: int = 20  # mrc
     max_answer_len: int = 100  # mrc: in tokens
     positive_label: str = "1"  # rank: the label of a relevant candidate
+    # classify, pair, regress, rank: what the head reads: "pooler" (tanh(dense([CLS])), ERNIE's
+    # heads), "cls" (the [CLS] state) or "mean" (the mean of the token states)
+    pooling: str = "pooler"
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got "
+                             f"{self.pooling!r}")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "TaskOptions":
@@ -59,12 +67,17 @@ class TaskOptions:
 
 
 # ---------------------------------------------------------------------- sequence level
-def _pooled(pooled: torch.Tensor | None, encoded: torch.Tensor) -> torch.Tensor:
-    return pooled if pooled is not None else encoded[:, 0]
+def _pooled(head, pooled: torch.Tensor | None, encoded: torch.Tensor, batch) -> torch.Tensor:
+    how = head.pooling
+    if how == "pooler" and pooled is None:  # an encoder without a pooler reads [CLS]
+        how = "cls"
+    return pool(how, pooled, encoded, batch.get("attention_mask"))
 
 
 def _sequence_head(config, num_labels: int, opts: TaskOptions) -> nn.Module:
-    return SequenceHead(config.hidden_size, num_labels, opts.dropout, config.initializer_range)
+    head = SequenceHead(config.hidden_size, num_labels, opts.dropout, config.initializer_range)
+    head.pooling = opts.pooling  # read by _pooled; saved with the model's task options
+    return head
 
 
 def _encode_texts(examples: Sequence[TextExample], tokenizer, labels: Labels | None,
@@ -83,7 +96,7 @@ def _encode_texts(examples: Sequence[TextExample], tokenizer, labels: Labels | N
 
 
 def _logits_forward(head, pooled, encoded, batch):
-    return {"logits": head(_pooled(pooled, encoded))}
+    return {"logits": head(_pooled(head, pooled, encoded, batch))}
 
 
 def _ce_loss(head, out, batch):
@@ -139,7 +152,7 @@ def _write_labels(examples, preds, labels: Labels, path: Path) -> None:
 
 # ---------------------------------------------------------------------- regression
 def _score_forward(head, pooled, encoded, batch):
-    return {"score": head(_pooled(pooled, encoded)).squeeze(-1)}
+    return {"score": head(_pooled(head, pooled, encoded, batch)).squeeze(-1)}
 
 
 def _mse_loss(head, out, batch):

@@ -44,6 +44,8 @@ class ErnieConfig:
     layer_norm_eps: float = 1e-5
     pad_token_id: int = 0
     has_pooler: bool = True
+    # Masked-LM heads decode with the word embedding (ERNIE, BERT) or their own weight (false).
+    tie_word_embeddings: bool = True
     classifier_dropout_prob: float | None = None
     intermediate_dropout_prob: float | None = None
     # Keys we do not interpret, written back as they came.

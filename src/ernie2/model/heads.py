@@ -10,8 +10,37 @@ from ernie2.model.config import ErnieConfig
 from ernie2.model.modeling import activation
 
 
+POOLINGS = ("pooler", "cls", "mean")
+
+
+def pool(how: str, pooled: torch.Tensor | None, encoded: torch.Tensor,
+         attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """The vector a sentence-level head reads: "pooler", the encoder's pooled [CLS] output
+    (tanh(dense([CLS])), as ERNIE's heads); "cls", the last layer's [CLS] state itself; "mean",
+    the mean of the last layer's token states (padding left out)."""
+    if how == "pooler":
+        if pooled is None:
+            raise ValueError("pooling='pooler' needs an encoder with a pooler (has_pooler); "
+                             "use pooling='cls' or 'mean'")
+        return pooled
+    if how == "cls":
+        return encoded[:, 0]
+    if how != "mean":
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {how!r}")
+    if attention_mask is None:
+        return encoded.mean(1)
+    mask = attention_mask[:, :encoded.shape[1]].unsqueeze(-1).to(encoded.dtype)
+    return (encoded * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
 class MaskedLMHead(nn.Module):
-    """transform (dense + act + LayerNorm), then a decoder tied to the word embedding.
+    """transform (dense + act + LayerNorm), then a decoder: tied to the word embedding (ERNIE,
+    BERT), or its own `decoder.weight` when `config.tie_word_embeddings` is false.
+
+    Untied, the output softmax no longer pulls every input embedding along the same few
+    directions early in training (the tied demo model's embeddings had an effective rank of 3 to
+    7 of 128 after 1000 to 5000 steps; untied, about 100), which is what bag-of-words fine-tuning
+    tasks read (docs/pretraining.md#the-demo).
 
     Logits are computed only at the positions asked for: `positions` is a boolean mask
     [B, T] or a 1-D index into the flattened [B*T] sequence. Returns [N, vocab].
@@ -23,14 +52,19 @@ class MaskedLMHead(nn.Module):
         self.act = activation(config.hidden_act)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
-        # Not registered as a submodule: the weight belongs to (and is saved with) the encoder.
+        # Tied: not registered as a submodule, the weight belongs to (and is saved with) the
+        # encoder.
         self._decoder = [word_embeddings]
+        self.decoder: nn.Linear | None = None
+        if not config.tie_word_embeddings:
+            self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+            nn.init.normal_(self.decoder.weight, 0.0, config.initializer_range)
         nn.init.normal_(self.dense.weight, 0.0, config.initializer_range)
         nn.init.zeros_(self.dense.bias)
 
     @property
     def decoder_weight(self) -> torch.Tensor:
-        return self._decoder[0].weight
+        return self._decoder[0].weight if self.decoder is None else self.decoder.weight
 
     def forward(self, encoded: torch.Tensor, positions: torch.Tensor | None = None):
         flat = encoded.reshape(-1, encoded.shape[-1])

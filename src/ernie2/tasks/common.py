@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ernie2.corpus.text import is_punctuation
+from ernie2.model.heads import POOLINGS, pool  # noqa: F401  (the tasks read them from here)
 from ernie2.tasks.base import IGNORE_INDEX, Document, Example, Sentence
 
 _UNBOUNDED = 1 << 30
@@ -447,29 +448,10 @@ def sequence_make_head(task, config, encoder):
     return sequence_head(config, task.num_classes)
 
 
-POOLINGS = ("pooler", "cls", "mean")
-
-
 def check_pooling(pooling: str) -> str:
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
     return pooling
-
-
-def pool(how: str, pooled: torch.Tensor | None, encoded: torch.Tensor,
-         attention_mask: torch.Tensor) -> torch.Tensor:
-    """The vector a sentence-level head reads: "pooler", the encoder's pooled [CLS] output
-    (tanh(dense([CLS])), as ERNIE's heads); "cls", the last layer's [CLS] state itself; "mean",
-    the mean of the last layer's token states (padding left out)."""
-    if how == "pooler":
-        if pooled is None:
-            raise ValueError("pooling='pooler' needs an encoder with a pooler (has_pooler); "
-                             "use pooling='cls' or 'mean'")
-        return pooled
-    if how == "cls":
-        return encoded[:, 0]
-    mask = attention_mask[:, :encoded.shape[1]].unsqueeze(-1).to(encoded.dtype)
-    return (encoded * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
 def sequence_task_compute(task, head, pooled, encoded, batch):

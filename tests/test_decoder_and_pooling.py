@@ -1,0 +1,84 @@
+"""An untied masked-LM decoder (`tie_word_embeddings = false`) and the fine-tuning heads'
+`pooling` option, each checked by hand."""
+
+import pytest
+import torch
+
+from ernie2.finetune import TASK_TYPES, TaskOptions
+from ernie2.model import ErnieConfig, ErnieModel
+from ernie2.model.heads import MaskedLMHead
+
+
+def tiny(**kw):
+    return ErnieConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                       num_attention_heads=2, intermediate_size=32, max_position_embeddings=32,
+                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **kw)
+
+
+def mlm_grads(config):
+    torch.manual_seed(0)
+    encoder = ErnieModel(config)
+    head = MaskedLMHead(config, encoder.embeddings.word_embeddings)
+    ids = torch.randint(5, 50, (2, 7))
+    _, encoded = encoder(ids)
+    logits = head(encoded, torch.ones_like(ids, dtype=torch.bool))
+    torch.nn.functional.cross_entropy(logits, ids.reshape(-1)).backward()
+    return encoder, head, ids
+
+
+def test_tied_decoder_is_the_word_embedding():
+    encoder, head, _ = mlm_grads(tiny())
+    assert head.decoder is None
+    assert head.decoder_weight is encoder.embeddings.word_embeddings.weight
+    assert not any(k.startswith("decoder") for k in head.state_dict())
+
+
+def test_untied_decoder_has_its_own_weight_and_leaves_unseen_rows_alone():
+    encoder, head, ids = mlm_grads(tiny(tie_word_embeddings=False))
+    emb = encoder.embeddings.word_embeddings.weight
+    assert head.decoder_weight is head.decoder.weight
+    assert head.decoder.weight.shape == emb.shape
+    assert head.decoder.weight.data_ptr() != emb.data_ptr()
+    assert "decoder.weight" in head.state_dict()
+    # The softmax reaches every decoder row, but an input-embedding row gets a gradient only
+    # when its token is read: rows of tokens absent from the batch stay exactly zero (tied,
+    # every row moves with the output softmax).
+    unseen = sorted(set(range(50)) - set(ids.reshape(-1).tolist()))
+    assert unseen
+    assert emb.grad[unseen].abs().sum() == 0
+    assert head.decoder.weight.grad[unseen].abs().sum() > 0
+
+
+def test_tied_decoder_moves_unseen_rows():
+    encoder, _, ids = mlm_grads(tiny())
+    unseen = sorted(set(range(50)) - set(ids.reshape(-1).tolist()))
+    assert encoder.embeddings.word_embeddings.weight.grad[unseen].abs().sum() > 0
+
+
+def test_untied_setting_round_trips_through_config_json(tmp_path):
+    tiny(tie_word_embeddings=False).save(tmp_path / "config.json")
+    assert ErnieConfig.from_file(tmp_path / "config.json").tie_word_embeddings is False
+    assert ErnieConfig.from_dict({"hidden_size": 16, "num_hidden_layers": 1,
+                                  "num_attention_heads": 2, "vocab_size": 50}).tie_word_embeddings
+
+
+@pytest.mark.parametrize("how", ["pooler", "cls", "mean"])
+def test_classify_head_reads_what_pooling_says(how):
+    torch.manual_seed(0)
+    config = tiny()
+    task = TASK_TYPES["classify"]
+    head = task.make_head(config, 3, TaskOptions(pooling=how)).eval()  # no dropout
+    pooled = torch.randn(2, 16)
+    encoded = torch.randn(2, 4, 16)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    out = task.forward(head, pooled, encoded, {"attention_mask": mask})["logits"]
+    want = {"pooler": pooled, "cls": encoded[:, 0],
+            "mean": torch.stack([encoded[0, :3].mean(0), encoded[1, :2].mean(0)])}[how]
+    torch.testing.assert_close(head(want), out)
+
+
+def test_unknown_pooling_is_refused():
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        TaskOptions(pooling="max")
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        TaskOptions.from_dict({"pooling": "first"})
