@@ -82,3 +82,23 @@ def test_unknown_pooling_is_refused():
         TaskOptions(pooling="max")
     with pytest.raises(ValueError, match="pooling must be one of"):
         TaskOptions.from_dict({"pooling": "first"})
+
+
+def test_fill_mask_reads_an_untied_decoder_back(tmp_path):
+    from ernie2.finetune.inference import load_mlm
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]",
+                                *[chr(0x4e00 + i) for i in range(45)]]) + "\n", encoding="utf-8")
+    encoder, head, _ = mlm_grads(tiny(tie_word_embeddings=False))
+    encoder.save_pretrained(tmp_path / "model", vocab, extra_tensors={
+        f"heads.knowledge_masking.{k}": v for k, v in head.state_dict().items()})
+    enc2, head2, _ = load_mlm(tmp_path / "model")
+    assert head2.decoder is not None
+    torch.testing.assert_close(head2.decoder.weight, head.decoder.weight, rtol=0, atol=0)
+    ids = torch.tensor([[1, 7, 3, 9, 2]])
+    with torch.no_grad():
+        _, encoded = enc2(ids)
+        want = torch.nn.functional.linear(
+            head2.layer_norm(head2.act(head2.dense(encoded[0]))), head.decoder.weight, head.bias)
+        torch.testing.assert_close(head2(encoded), want)

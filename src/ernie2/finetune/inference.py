@@ -282,6 +282,7 @@ class FillMask:
 
 MLM_TENSORS = frozenset({"dense.weight", "dense.bias", "layer_norm.weight", "layer_norm.bias",
                          "bias"})
+UNTIED_MLM_TENSORS = MLM_TENSORS | {"decoder.weight"}  # tie_word_embeddings = false
 
 
 def find_mlm_head(ckpt, name: str | None = None) -> str:
@@ -296,7 +297,7 @@ def find_mlm_head(ckpt, name: str | None = None) -> str:
                              f"(heads: {', '.join(heads) or 'none'})")
         return name
     vocab = ckpt.config.vocab_size
-    fits = [h for h in heads if set(ckpt.heads(h)) == MLM_TENSORS
+    fits = [h for h in heads if set(ckpt.heads(h)) in (MLM_TENSORS, UNTIED_MLM_TENSORS)
             and tuple(ckpt.heads(h)["bias"].shape) == (vocab,)]
     if "mlm" in fits or len(fits) == 1:
         return "mlm" if "mlm" in fits else fits[0]
