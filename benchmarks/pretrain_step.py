@@ -121,7 +121,7 @@ def run_variant(name: str, args) -> dict:
             opt.step()
             opt.zero_grad(set_to_none=True)
     else:
-        from ernie2.tasks.base import IGNORE_INDEX
+        from ernie2.model.heads import IGNORE_INDEX
         from ernie2.training.loop import Trainer
         from ernie2.training.optim import WarmupLinear, make_optimizer
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ernie2 import ErnieConfig, ErnieModel, ErnieTokenizer
 from ernie2.inference import runtime
-from ernie2.inference.augment import MASK, AugmentOptions, Augmenter, encode_with_masks
+from ernie2.inference.augment import MASK, Augmenter, AugmentOptions, encode_with_masks
 from ernie2.inference.bow import BowClassifier, build_words, segment
 from ernie2.inference.distill import DistillSettings, distill, distill_loss, format_report
 

@@ -8,15 +8,24 @@ import numpy as np
 import pytest
 import torch
 
-from ernie2.finetune import (PRESETS, TASK_TYPES, FinetuneModel, FinetuneSettings, TaskOptions,
-                             finetune, get_preset, get_task_type, preset_values, samples)
+from ernie2.finetune import (
+    PRESETS,
+    TASK_TYPES,
+    FinetuneModel,
+    FinetuneSettings,
+    TaskOptions,
+    finetune,
+    get_preset,
+    get_task_type,
+    preset_values,
+    samples,
+)
 from ernie2.finetune.batching import collate
 from ernie2.finetune.inference import evaluate, predict
 from ernie2.finetune.readers import read_ner_tsv, read_text_tsv
 from ernie2.finetune.run import find_split
 from ernie2.model import ErnieConfig, ErnieModel
 from ernie2.tokenizer import ErnieTokenizer
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -70,9 +70,9 @@ def count_segmenter(monkeypatch):
 
 def test_a_raw_corpus_is_segmented_once_and_reused(tmp_path, monkeypatch, count_segmenter,
                                                     caplog):
-    from ernie2.training.config import load_config
-    from ernie2.training.pretrain import PretrainRun
     from ernie2.tasks import stream_examples
+    from ernie2.training.config import load_config
+    from ernie2.training.pretraining import PretrainRun
 
     monkeypatch.setenv("ERNIE2_CORPUS_CACHE", str(tmp_path / "cache"))
     cfg = raw_config(tmp_path)

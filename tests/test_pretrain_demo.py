@@ -10,9 +10,9 @@ tests/test_pretrain_learns.py's job: a few dozen steps are too few.
 import csv
 
 import pytest
-from example_scripts import load_example
 
 from ernie2.training.config import load_config
+from example_scripts import load_example
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,8 +1,7 @@
 """The quickstart example runs end to end: vocab, model, encode, save, reload."""
 
-from example_scripts import load_example
-
 from ernie2 import ErnieModel, ErnieTokenizer
+from example_scripts import load_example
 
 
 def test_quickstart_example(tmp_path):

@@ -7,18 +7,27 @@ import json
 import math
 import random
 import textwrap
-from functools import lru_cache
+from functools import cache
 from itertools import islice
 
 import pytest
 import torch
-from conftest_data import build_small_demo, demo_small, doc_of, make_tokenizer  # noqa: F401
 
+from demo_data import build_small_demo, demo_small, doc_of, make_tokenizer  # noqa: F401
 from ernie2.cli import main
+from ernie2.corpus.document import Document, Sentence
 from ernie2.model.config import ErnieConfig
+from ernie2.model.heads import IGNORE_INDEX
 from ernie2.model.modeling import ErnieModel
-from ernie2.tasks import (IGNORE_INDEX, REGISTRY, Document, Example, ExampleStream, Sentence,
-                          collate, create_task, iter_batches, stream_examples)
+from ernie2.tasks import (
+    REGISTRY,
+    Example,
+    ExampleStream,
+    collate,
+    create_task,
+    iter_batches,
+    stream_examples,
+)
 from ernie2.tasks.common import pool
 from ernie2.tasks.stream import MAX_EMPTY_PASSES
 from ernie2.tokenizer import ErnieTokenizer
@@ -28,12 +37,12 @@ MAX_LEN = 64
 N_EXAMPLES = 24
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tokenizer(root: str, lang: str) -> ErnieTokenizer:
     return ErnieTokenizer(f"{root}/vocab_{lang}.txt")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _examples(root: str, name: str, lang: str):
     tok = _tokenizer(root, lang)
     task = create_task(name, tokenizer=tok, max_len=MAX_LEN, task_id=1 + TASKS.index(name))

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from ernie2.tasks.base import Example
+from ernie2.tasks.protocol import Example
 from ernie2.training.data import Batching, StageFeeder, compositions, count_mine, pack
 from ernie2.training.schedule import SCHEDULES, StageSpec, allocate, build_plan, interleave
 

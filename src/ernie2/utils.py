@@ -7,8 +7,9 @@ import importlib.util
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, BinaryIO
+from typing import BinaryIO
 
 logger = logging.getLogger("ernie2")
 

@@ -105,7 +105,8 @@ def _show_documents(spec, n):
 def _show_examples(spec, args):
     from itertools import islice
 
-    from ernie2.tasks import IGNORE_INDEX, create_task, stream_examples
+    from ernie2.model.heads import IGNORE_INDEX
+    from ernie2.tasks import create_task, stream_examples
     from ernie2.tokenizer import ErnieTokenizer
 
     if not args.vocab:

@@ -55,7 +55,8 @@ def run(args):
         student=args.student, student_size=args.student_size,
         student_layers=args.student_layers, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, temperature=args.temperature, alpha=args.alpha,
-        augment=aug, unlabeled=args.unlabeled, transfer=args.transfer, baseline=not args.no_baseline, seed=args.seed,
+        augment=aug, unlabeled=args.unlabeled, transfer=args.transfer,
+        baseline=not args.no_baseline, seed=args.seed,
         progress=not args.no_progress))
     print(format_report(result.report))
     print(f"student: {result.student_dir}" + (f"; baseline: {result.baseline_dir}"

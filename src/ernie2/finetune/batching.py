@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import random
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
-# Labels that are not scored: torch's cross-entropy default, the value pre-training uses too
-# (ernie2.tasks.base.IGNORE_INDEX, not imported: that loads every pre-training task).
-IGNORE_INDEX = -100
+from ernie2.model.heads import IGNORE_INDEX
 
 Feature = dict[str, Any]  # one model input; keys starting with "_" carry Python objects along
 

@@ -116,7 +116,7 @@ class FinetuneModel(nn.Module):
         return meta
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "FinetuneModel":
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> FinetuneModel:
         """Rebuild a saved fine-tuned model from its directory alone."""
         path = Path(path)
         meta = cls.read_meta(path)

@@ -10,9 +10,9 @@ import logging
 import math
 import os
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from ernie2.utils import atomic_write_text, plural
 
@@ -90,7 +90,7 @@ def read_tsv_rows(path: str | os.PathLike, required: Sequence[str],
     path = Path(path)
     lines = _lines(path)
     header = None
-    for lineno, line in lines:
+    for lineno, line in lines:  # noqa: B007  (lineno names the header row below)
         if line.strip():
             header = [h.strip() for h in line.split("\t")]
             break
@@ -204,7 +204,7 @@ def collect_labels(examples: Sequence[TextExample | TaggedExample]) -> list[str]
     return sorted(seen, key=int) if numeric else sorted(seen)
 
 
-def check_labels(examples: Sequence[TextExample | TaggedExample], labels: "Labels") -> None:
+def check_labels(examples: Sequence[TextExample | TaggedExample], labels: Labels) -> None:
     """DataError (file:line) for the first label of `examples` that `labels` does not know:
     found before training, not at the first evaluation."""
     for ex in examples:

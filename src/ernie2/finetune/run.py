@@ -16,9 +16,10 @@ import logging
 import math
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -99,7 +100,7 @@ class FinetuneSettings:
 
     @classmethod
     def from_preset(cls, name: str, column: str = "base", /, **overrides: Any
-                    ) -> "FinetuneSettings":
+                    ) -> FinetuneSettings:
         """Settings of a preset row (`presets.PRESETS`), its base or large column, any value
         overridable; task options may be overridden as `options={...}` (merged into the
         preset's)."""

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,9 +28,17 @@ from torch import nn
 from ernie2.finetune import metrics, mrc
 from ernie2.finetune.batching import IGNORE_INDEX, Feature
 from ernie2.finetune.crf import LinearChainCRF
-from ernie2.finetune.readers import (DataError, Labels, MrcExample, TaggedExample,
-                                     TextExample, collect_labels, read_ner, read_squad,
-                                     read_text_tsv)
+from ernie2.finetune.readers import (
+    DataError,
+    Labels,
+    MrcExample,
+    TaggedExample,
+    TextExample,
+    collect_labels,
+    read_ner,
+    read_squad,
+    read_text_tsv,
+)
 from ernie2.model.heads import SequenceHead, SpanHead, TokenHead
 from ernie2.utils import atomic_open, atomic_write_text
 
@@ -50,7 +59,7 @@ class TaskOptions:
     positive_label: str = "1"  # rank: the label of a relevant candidate
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "TaskOptions":
+    def from_dict(cls, raw: dict[str, Any]) -> TaskOptions:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:

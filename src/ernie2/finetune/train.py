@@ -4,16 +4,17 @@ each batch as micro-batches, dev evaluation on a cadence, resumable checkpoints,
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 
 from ernie2.finetune.batching import collate, shuffled_batches, to_device
 from ernie2.finetune.model import FinetuneModel
 from ernie2.training import distributed as dist_util
-from ernie2.training.checkpoints import CheckpointManager, rng_state, set_rng_state
+from ernie2.training.snapshots import CheckpointManager, rng_state, set_rng_state
 from ernie2.training.data import pack
 from ernie2.training.loop import LoopState, Trainer
 from ernie2.training.optim import WarmupLinear, make_optimizer, warmup_steps
@@ -151,22 +152,20 @@ def train(model: FinetuneModel, features: Sequence[dict], settings, evaluator: E
                        flops_per_token=model.encoder.flops_per_token, peak_flops=peak)
 
     def evaluate(step: int) -> None:
-        token = log.pause()
-        if rank == 0:
-            epoch = (step - 1) // spe
-            scores = evaluator(step, epoch)
-            if scores:
-                log.write({"step": step, "epoch": epoch + 1,
-                           "tasks": {model.task.name: scores}}, "dev")
-        dist_util.barrier()
-        log.resume(token)
+        with log.untimed():
+            if rank == 0:
+                epoch = (step - 1) // spe
+                scores = evaluator(step, epoch)
+                if scores:
+                    log.write({"step": step, "epoch": epoch + 1,
+                               "tasks": {model.task.name: scores}}, "dev")
+            dist_util.barrier()
 
     def save(step: int) -> None:
-        token = log.pause()
-        meta = {"fingerprint": fingerprint, "evaluation": evaluator.state_dict(),
-                "trainer": {k: v for k, v in trainer.state_dict().items() if k != "optimizer"}}
-        ckpt.save(step, model.state_dict(), opt.state_dict(), meta, {"rng": rng_state()})
-        log.resume(token)
+        with log.untimed():
+            meta = {"fingerprint": fingerprint, "evaluation": evaluator.state_dict(),
+                    "trainer": {k: v for k, v in trainer.state_dict().items() if k != "optimizer"}}
+            ckpt.save(step, model.state_dict(), opt.state_dict(), meta, {"rng": rng_state()})
 
     def after_step(result) -> bool:
         step = result.step
@@ -182,7 +181,7 @@ def train(model: FinetuneModel, features: Sequence[dict], settings, evaluator: E
                 f" in micro-batches of {settings.micro_batch_size}"
                 if settings.micro_batch_size else "", precision, device,
                 f", {world} processes" if world > 1 else "")
-    log.t0 = log.pause()
+    log.restart_clock()
     if trainer.state.step < total:
         trainer.fit(steps, total, [log, after_step], progress=settings.progress,
                     desc=f"fine-tune {model.task.name}")

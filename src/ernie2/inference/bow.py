@@ -8,8 +8,8 @@ import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -121,7 +121,7 @@ class BowClassifier(nn.Module):
             ensure_ascii=False, indent=1) + "\n")
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "BowClassifier":
+    def load(cls, path: str | os.PathLike) -> BowClassifier:
         from safetensors.torch import load_file
 
         path = Path(path)

@@ -19,16 +19,17 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ernie2.inference.augment import AugmentOptions, Augmenter, encode_with_masks
+from ernie2.inference.augment import Augmenter, AugmentOptions, encode_with_masks
 from ernie2.utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -320,7 +321,6 @@ def read_transfer(path: str | os.PathLike, names: Sequence[str]
 
 
 def distill(settings: DistillSettings) -> DistillResult:
-    from ernie2.finetune.inference import evaluate as evaluate_examples
     from ernie2.finetune.inference import run_model
     from ernie2.finetune.model import FinetuneModel
     from ernie2.finetune.run import find_split

@@ -10,7 +10,8 @@ What each task type takes, one item per input:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ernie2.finetune.readers import MrcExample, TaggedExample, TextExample
 

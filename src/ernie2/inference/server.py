@@ -23,7 +23,8 @@ import json
 import logging
 import os
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -394,7 +395,7 @@ def _protocol(header_timeout: float):
             if waiting and served == self.server_state.total_requests \
                     and not self.transport.is_closing():
                 logger.warning("closing the connection of %s: no request headers within %g s",
-                               "%s:%d" % self.client if self.client else "?", header_timeout)
+                               f"{self.client[0]}:{self.client[1]}" if self.client else "?", header_timeout)
                 self.transport.close()
 
         def connection_made(self, transport) -> None:
@@ -443,7 +444,7 @@ class BackgroundServer:
         self.thread = threading.Thread(target=self.server.run, name="ernie2-server", daemon=True)
         self.url = ""
 
-    def __enter__(self) -> "BackgroundServer":
+    def __enter__(self) -> BackgroundServer:
         import time
 
         self.thread.start()

@@ -18,9 +18,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class Download:
         return PurePosixPath(urllib.parse.urlparse(self.url).path).name
 
     @classmethod
-    def from_value(cls, value: Any, where: str) -> "Download":
+    def from_value(cls, value: Any, where: str) -> Download:
         if isinstance(value, str):
             return cls(value)
         if isinstance(value, dict) and isinstance(value.get("url"), str):
@@ -87,11 +88,11 @@ class Source(Protocol):
 
     def describe(self) -> str: ...
 
-    def local(self, job: "_Job") -> Path | None: ...
+    def local(self, job: _Job) -> Path | None: ...
 
-    def fetch(self, job: "_Job") -> Path: ...
+    def fetch(self, job: _Job) -> Path: ...
 
-    def by_hand(self, job: "_Job") -> list[str]: ...
+    def by_hand(self, job: _Job) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class ModelInfo:
                 raise ValueError(f"model name {n!r}: use letters, digits, '.', '_' and '-' only")
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str) -> "ModelInfo":
+    def from_dict(cls, d: dict[str, Any], where: str) -> ModelInfo:
         required = ("name", "language", "layers", "hidden", "heads", "vocab_size", "sources")
         missing = [k for k in required if k not in d]
         if missing:
@@ -548,10 +549,10 @@ class ArchiveSource:
     def describe(self) -> str:
         return f"archive {self.download.url}"
 
-    def _path(self, job: "_Job") -> Path:
+    def _path(self, job: _Job) -> Path:
         return job.downloads / self.download.filename
 
-    def local(self, job: "_Job") -> Path | None:
+    def local(self, job: _Job) -> Path | None:
         path = self._path(job)
         if not path.is_file():
             job.tried.append(f"no archive at {path}")
@@ -566,7 +567,7 @@ class ArchiveSource:
             logger.warning("%s: %s; deleted it", path, exc)
             raise
 
-    def fetch(self, job: "_Job") -> Path:
+    def fetch(self, job: _Job) -> Path:
         path = self._path(job)
         url = mirrored(self.download.url, job.mirror)
         logger.info("%s: downloading %s", job.info.name, url)
@@ -576,14 +577,14 @@ class ArchiveSource:
                       "size": path.stat().st_size}
         return self._unpack(path, job)
 
-    def _unpack(self, path: Path, job: "_Job") -> Path:
+    def _unpack(self, path: Path, job: _Job) -> Path:
         target = job.workdir / "unpacked"
         if target.exists():
             shutil.rmtree(target)
         safe_extract(path, target)
         return find_checkpoint_root(target, self.subdir)
 
-    def by_hand(self, job: "_Job") -> list[str]:
+    def by_hand(self, job: _Job) -> list[str]:
         return [f"download {self.download.url} and save it as {self._path(job)}"]
 
 
@@ -598,7 +599,7 @@ class FilesSource:
     def describe(self) -> str:
         return "files " + ", ".join(d.url for _, d in self.files)
 
-    def _assemble(self, job: "_Job") -> Path:
+    def _assemble(self, job: _Job) -> Path:
         target = job.workdir / "files"
         if target.exists():
             shutil.rmtree(target)
@@ -614,7 +615,7 @@ class FilesSource:
                                                       encoding="utf-8")
         return target
 
-    def local(self, job: "_Job") -> Path | None:
+    def local(self, job: _Job) -> Path | None:
         missing = [job.downloads / n for n, _ in self.files if not (job.downloads / n).is_file()]
         if missing:
             job.tried.append(f"no {', '.join(str(p) for p in missing)}")
@@ -623,7 +624,7 @@ class FilesSource:
             n: {"url": d.url, "sha256": verify(job.downloads / n, d)} for n, d in self.files}}
         return self._assemble(job)
 
-    def fetch(self, job: "_Job") -> Path:
+    def fetch(self, job: _Job) -> Path:
         record = {}
         for local_name, d in self.files:
             path = job.downloads / local_name
@@ -638,7 +639,7 @@ class FilesSource:
         job.origin = {"source": "files", "files": record}
         return self._assemble(job)
 
-    def by_hand(self, job: "_Job") -> list[str]:
+    def by_hand(self, job: _Job) -> list[str]:
         return [f"download {d.url} and save it as {job.downloads / n}" for n, d in self.files]
 
 
@@ -662,7 +663,7 @@ class HubSource:
             return None
         return huggingface_hub
 
-    def local(self, job: "_Job") -> Path | None:
+    def local(self, job: _Job) -> Path | None:
         hub = self._hub()
         if hub is None:
             job.tried.append(f"{self.repo_id}: huggingface_hub is not installed")
@@ -678,7 +679,7 @@ class HubSource:
         job.origin = {"source": "hf", "repo": self.repo_id, "revision": self.revision}
         return find_checkpoint_root(Path(path))
 
-    def fetch(self, job: "_Job") -> Path:
+    def fetch(self, job: _Job) -> Path:
         hub = self._hub()
         if hub is None:
             raise DownloadError("huggingface_hub is not installed (pip install huggingface_hub)")
@@ -698,7 +699,7 @@ class HubSource:
         job.origin = {"source": "hf", "repo": self.repo_id, "revision": self.revision}
         return find_checkpoint_root(target)
 
-    def by_hand(self, job: "_Job") -> list[str]:
+    def by_hand(self, job: _Job) -> list[str]:
         return [f"copy the files of https://huggingface.co/{self.repo_id} into {job.manual}"]
 
 

@@ -176,7 +176,7 @@ class ErnieModel(nn.Module):
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> "ErnieModel":
+    def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> ErnieModel:
         """Load from our directory, a Hugging Face Ernie directory, a Paddle dygraph
         `.pdparams` (ERNIE or PaddleNLP naming) or a Paddle static `params/` directory.
         Config keys given as keyword arguments override the checkpoint's (e.g.

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import random
 
-from ernie2.tasks.base import IGNORE_INDEX, Document, Example, register
-from ernie2.tasks.common import (TaskStats, as_tokenizer, sentence_window, token_example,
-                                 token_make_head, token_task_compute)
+from ernie2.corpus.document import Document
+from ernie2.model.heads import IGNORE_INDEX
+from ernie2.tasks.common import (
+    TaskStats,
+    as_tokenizer,
+    sentence_window,
+    token_example,
+    token_make_head,
+    token_task_compute,
+)
+from ernie2.tasks.protocol import Example
+from ernie2.tasks.registry import register
 
 
 def capitalization_labels(text: str, starts: list[int], word_ids: list[int]) -> list[int]:

@@ -9,15 +9,18 @@ import random
 import weakref
 from bisect import bisect_left, bisect_right
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from ernie2.corpus.document import Document, Sentence
 from ernie2.corpus.text import is_punctuation
-from ernie2.tasks.base import IGNORE_INDEX, Document, Example, Sentence
+from ernie2.model.heads import IGNORE_INDEX
+from ernie2.tasks.protocol import Example
 
 _UNBOUNDED = 1 << 30
 
@@ -43,7 +46,7 @@ class VocabInfo:
     random_ids: list[int]  # replacement candidates: real tokens, no special or [unused] ones
 
 
-_INFO: "weakref.WeakKeyDictionary[Any, VocabInfo]" = weakref.WeakKeyDictionary()
+_INFO: weakref.WeakKeyDictionary[Any, VocabInfo] = weakref.WeakKeyDictionary()
 
 
 def vocab_info(tok) -> VocabInfo:
@@ -287,13 +290,6 @@ def layout(tok, segments: Sequence[Sequence[int]], max_len: int,
     return ids, sent, out_labels
 
 
-def concat(parts: Iterable[TokSent]) -> list[int]:
-    out: list[int] = []
-    for p in parts:
-        out.extend(p.ids)
-    return out
-
-
 # ------------------------------------------------------------------------------ documents
 def doc_key(doc: Document) -> str:
     """An identity for a document (its source when known), to tell documents apart."""
@@ -301,10 +297,6 @@ def doc_key(doc: Document) -> str:
         return doc.source
     first = doc.sentences[0] if doc.paragraphs and doc.paragraphs[0] else None
     return f"{doc.title or ''}|{first.text[:64] if first else ''}"
-
-
-def has_text(doc: Document) -> bool:
-    return any(s.text for s in doc.sentences)
 
 
 class Reservoir:

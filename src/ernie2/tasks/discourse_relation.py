@@ -9,10 +9,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ernie2.corpus.annotate import resource_path
-from ernie2.tasks.base import Document, Example, register
-from ernie2.tasks.common import (TaskStats, as_tokenizer, check_pooling, encode_text,
-                                 read_labeled_pairs, sequence_example, sequence_make_head,
-                                 sequence_task_compute, tokenize_sentences)
+from ernie2.corpus.document import Document
+from ernie2.tasks.common import (
+    TaskStats,
+    as_tokenizer,
+    check_pooling,
+    encode_text,
+    read_labeled_pairs,
+    sequence_example,
+    sequence_make_head,
+    sequence_task_compute,
+    tokenize_sentences,
+)
+from ernie2.tasks.protocol import Example
+from ernie2.tasks.registry import register
 
 _STRIP_AFTER_MARKER = " ,，、:：;；"
 
@@ -32,7 +42,7 @@ class MarkerTable:
                 self.by_first.setdefault((lang, first), []).append((marker, rel))
 
     @classmethod
-    def read(cls, path: str | os.PathLike) -> "MarkerTable":
+    def read(cls, path: str | os.PathLike) -> MarkerTable:
         path = Path(path)
         relations: list[str] = []
         markers: dict[str, list[tuple[str, int]]] = {}

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import random
-from typing import Mapping
+from collections.abc import Mapping
 
-from ernie2.tasks.base import Document, Example, register
-from ernie2.tasks.common import (LEVELS, TaskStats, as_tokenizer, fit_lengths, layout,
-                                 mask_units, mlm_make_head, mlm_task_compute, sentence_window,
-                                 tokenize_sentences, unit_ranges, vocab_info)
+from ernie2.corpus.document import Document
+from ernie2.tasks.common import (
+    LEVELS,
+    TaskStats,
+    as_tokenizer,
+    fit_lengths,
+    layout,
+    mask_units,
+    mlm_make_head,
+    mlm_task_compute,
+    sentence_window,
+    tokenize_sentences,
+    unit_ranges,
+    vocab_info,
+)
+from ernie2.tasks.protocol import Example
+from ernie2.tasks.registry import register
 
 
 def parse_levels(levels: str | Mapping[str, float]) -> dict[str, float]:

@@ -7,9 +7,18 @@ import math
 import random
 from itertools import permutations
 
-from ernie2.tasks.base import Document, Example, register
-from ernie2.tasks.common import (TaskStats, as_tokenizer, check_pooling, sentence_window,
-                                 sequence_example, sequence_make_head, sequence_task_compute)
+from ernie2.corpus.document import Document
+from ernie2.tasks.common import (
+    TaskStats,
+    as_tokenizer,
+    check_pooling,
+    sentence_window,
+    sequence_example,
+    sequence_make_head,
+    sequence_task_compute,
+)
+from ernie2.tasks.protocol import Example
+from ernie2.tasks.registry import register
 
 
 def num_permutation_classes(m: int) -> int:

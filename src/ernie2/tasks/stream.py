@@ -6,10 +6,12 @@ import math
 import random
 import zlib
 from collections import Counter
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
+from ernie2.corpus.document import Document
 from ernie2.corpus.spec import CorpusSpec, is_heldout, iter_positioned, mix_seed
-from ernie2.tasks.base import Document, Example, PretrainingTask, collate
+from ernie2.tasks.protocol import Example, PretrainingTask, collate
 
 SPLITS = ("train", "eval", "all")
 MAX_EMPTY_PASSES = 8  # passes in a row that build no example before a stream gives up

@@ -222,14 +222,13 @@ class _Reader:
             args = typing.get_args(tp)
             if value is None and type(None) in args:
                 return None
-            errors = []
             for a in args:
                 if a is type(None):
                     continue
                 try:
                     return self.convert(value, a, path)
-                except ConfigError as exc:
-                    errors.append(exc)
+                except ConfigError:
+                    pass  # the next alternative may fit; none fitting is the error below
             raise self.fail(path, f"expected {_type_name(tp)}, got {value!r}")
         if origin is Literal:
             if value not in typing.get_args(tp):

@@ -15,12 +15,14 @@ Two ways to mix tasks (`mix`):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Protocol, Sequence
+from typing import Protocol
 
 import torch
 
-from ernie2.tasks.base import IGNORE_INDEX, Example, collate
+from ernie2.model.heads import IGNORE_INDEX
+from ernie2.tasks.protocol import Example, collate
 
 
 class ExampleStream(Protocol):
@@ -138,9 +140,6 @@ class StageFeeder:
 
     def __iter__(self):
         return self
-
-    def tasks_at(self, step: int) -> dict[str, int]:
-        return self.plan[step]
 
     def _draw(self, name: str, first: int, k: int) -> list[Example]:
         """This rank's examples of one task for one step: the task fills slots

@@ -12,12 +12,13 @@ import io
 import logging
 import math
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import torch
 
-from ernie2.tasks.base import IGNORE_INDEX, Example, collate
+from ernie2.model.heads import IGNORE_INDEX
+from ernie2.tasks.protocol import Example, collate
 from ernie2.training import distributed as dist_util
 from ernie2.training.precision import autocast
 from ernie2.utils import atomic_write_bytes, atomic_write_text

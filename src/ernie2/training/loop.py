@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -74,7 +74,6 @@ class LoopState:
     skipped: int = 0
     bad_in_a_row: int = 0
     overflow: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class Trainer:
@@ -264,6 +263,3 @@ class Trainer:
         for k, v in state["loop"].items():
             setattr(self.state, k, int(v))
 
-
-def mean_or_nan(num: float, den: float) -> float:
-    return num / den if den else math.nan

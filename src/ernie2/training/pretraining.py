@@ -15,9 +15,10 @@ import json
 import logging
 import random
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,21 +26,40 @@ import torch
 from ernie2.model.checkpoint import load_encoder, read_checkpoint
 from ernie2.model.config import ErnieConfig
 from ernie2.model.modeling import ErnieModel
-from ernie2.tasks.base import create_task, load_factory
+from ernie2.tasks.registry import create_task, load_factory
 from ernie2.tokenizer import ErnieTokenizer
 from ernie2.training import distributed as dist_util
-from ernie2.training.checkpoints import CheckpointManager, Loaded, rng_state, set_rng_state
-from ernie2.training.config import (ConfigError, PretrainConfig, config_changes, load_config,
-                                    refuse_changes, task_run_name)
+from ernie2.training.snapshots import CheckpointManager, Loaded, rng_state, set_rng_state
+from ernie2.training.config import (
+    ConfigError,
+    PretrainConfig,
+    config_changes,
+    load_config,
+    refuse_changes,
+    task_run_name,
+)
 from ernie2.training.data import Batching, StageFeeder, units_of
-from ernie2.training.evaluation import (chance_level, evaluate, is_lm_like, main_metric,
-                                        write_forgetting_report)
+from ernie2.training.evaluation import (
+    chance_level,
+    evaluate,
+    is_lm_like,
+    main_metric,
+    write_forgetting_report,
+)
 from ernie2.training.loop import LoopState, Trainer
-from ernie2.training.multitask import (MultiTaskModel, grow_task_embedding,
-                                       remap_optimizer_state, step_fn)
+from ernie2.training.multitask import (
+    MultiTaskModel,
+    grow_task_embedding,
+    remap_optimizer_state,
+    step_fn,
+)
 from ernie2.training.optim import WarmupLinear, make_optimizer, warmup_steps
-from ernie2.training.precision import (choose_cpu_precision, measure_peak_flops,
-                                       resolve_device, resolve_precision)
+from ernie2.training.precision import (
+    choose_cpu_precision,
+    measure_peak_flops,
+    resolve_device,
+    resolve_precision,
+)
 from ernie2.training.reporting import MetricLogger, format_record
 from ernie2.training.rundir import RunDirError, RunLock, claim
 from ernie2.training.schedule import Plan, StageSpec, build_plan
@@ -326,30 +346,28 @@ class PretrainRun:
                             step=start)
 
     def _evaluate(self, step: int, s: int) -> dict:
-        token = self.logger.pause()
-        results = evaluate(self.model, self.heldout, device=self.device,
-                           precision=self.precision, batch_size=self.cfg.eval.batch_size,
-                           pad_id=self.tokenizer.pad_id, task_ids=self.task_ids,
-                           vocab_size=self.model.encoder.config.vocab_size)
-        rec = {"step": step, "stage": s + 1, "tasks": results}
-        if self.rank == 0:
-            self.logger.write(rec, "eval")
-        self.logger.resume(token)
+        with self.logger.untimed():
+            results = evaluate(self.model, self.heldout, device=self.device,
+                               precision=self.precision, batch_size=self.cfg.eval.batch_size,
+                               pad_id=self.tokenizer.pad_id, task_ids=self.task_ids,
+                               vocab_size=self.model.encoder.config.vocab_size)
+            rec = {"step": step, "stage": s + 1, "tasks": results}
+            if self.rank == 0:
+                self.logger.write(rec, "eval")
         return results
 
     def _save(self, step: int, s: int, trainer: Trainer, feeder: StageFeeder) -> None:
-        token = self.logger.pause()
-        meta = {"stage": s, "global_step": step, "plan": _plan_summary(self.plan),
-                "precision": self.precision,
-                "trainer": {k: v for k, v in trainer.state_dict().items() if k != "optimizer"},
-                "history": self.history, "config": self.cfg.to_dict(),
-                "changes": self.changes}
-        rank_state = {"rng": rng_state(), "feeder_position": feeder.position,
-                      "consumed": dict(self.consumed),
-                      "streams": {n: st.state_dict() for n, st in self.streams.items()}}
-        self.ckpt.save(step, self.model.state_dict(), trainer.optimizer.state_dict(), meta,
-                       rank_state)
-        self.logger.resume(token)
+        with self.logger.untimed():
+            meta = {"stage": s, "global_step": step, "plan": _plan_summary(self.plan),
+                    "precision": self.precision,
+                    "trainer": {k: v for k, v in trainer.state_dict().items() if k != "optimizer"},
+                    "history": self.history, "config": self.cfg.to_dict(),
+                    "changes": self.changes}
+            rank_state = {"rng": rng_state(), "feeder_position": feeder.position,
+                          "consumed": dict(self.consumed),
+                          "streams": {n: st.state_dict() for n, st in self.streams.items()}}
+            self.ckpt.save(step, self.model.state_dict(), trainer.optimizer.state_dict(), meta,
+                           rank_state)
 
     def _export(self, path: Path) -> None:
         if self.rank != 0:
@@ -488,7 +506,7 @@ class PretrainRun:
                         self._save(step, s, trainer, feeder)
                     return stop_now or flag
 
-                self.logger.t0 = self.logger.pause()
+                self.logger.restart_clock()
                 finished = loop_state.step >= end or trainer.fit(
                     feeder, end, [self.logger, after_step], progress=self.progress,
                     desc=f"stage {s + 1}/{len(plan.stages)} {stage.name}")
