@@ -38,7 +38,7 @@ quickstart: setup
 
 # The layers contract (pyproject's [tool.importlinter]), the lint rules ([tool.ruff]), the tests.
 test: setup
-	cd src && ../$(VENV)/bin/lint-imports --config ../pyproject.toml
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/ruff check src tests
 	$(PY) -m pytest tests
 

@@ -11,13 +11,8 @@ import torch
 from ernie2 import ErnieModel
 from ernie2.cli import main as cli_main
 from ernie2.model.checkpoint import canonical_name, read_checkpoint, scheme_name
-from ernie2.model.paddle_io import (
-    PaddleFormatError,
-    lodtensor_bytes,
-    read_lodtensor,
-    write_lodtensor,
-    write_pdparams,
-)
+from ernie2.model.paddle_io import (PaddleFormatError, lodtensor_bytes, read_lodtensor,
+                                    write_lodtensor, write_pdparams)
 
 transformers = pytest.importorskip("transformers")
 

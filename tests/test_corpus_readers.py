@@ -10,16 +10,8 @@ from collections import Counter
 
 import pytest
 
-from ernie2.corpus import (
-    CorpusSpec,
-    document_from_json,
-    document_to_json,
-    is_heldout,
-    iter_documents,
-    iter_positioned,
-    prepare_corpus,
-    sniff_format,
-)
+from ernie2.corpus import (CorpusSpec, document_from_json, document_to_json, is_heldout,
+                           iter_documents, iter_positioned, prepare_corpus, sniff_format)
 from ernie2.corpus.ernie1 import read_ernie1
 from ernie2.corpus.tagged import read_pos
 from ernie2.corpus.wiki import clean_wikitext, read_wiki

@@ -2,18 +2,9 @@
 
 import pytest
 
-from ernie2.finetune.readers import (
-    DataError,
-    Labels,
-    collect_labels,
-    read_label_map,
-    read_ner,
-    read_ner_columns,
-    read_ner_tsv,
-    read_text_tsv,
-    strip_cjk_spaces,
-    write_label_map,
-)
+from ernie2.finetune.readers import (DataError, Labels, collect_labels, read_label_map, read_ner,
+                                     read_ner_columns, read_ner_tsv, read_text_tsv,
+                                     strip_cjk_spaces, write_label_map)
 from ernie2.finetune.task_types import TaskOptions, get_task_type
 from ernie2.tokenizer import ErnieTokenizer
 from ernie2.tokenizer.vocab import SPECIAL_TOKENS

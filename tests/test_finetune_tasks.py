@@ -8,18 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ernie2.finetune import (
-    PRESETS,
-    TASK_TYPES,
-    FinetuneModel,
-    FinetuneSettings,
-    TaskOptions,
-    finetune,
-    get_preset,
-    get_task_type,
-    preset_values,
-    samples,
-)
+from ernie2.finetune import (PRESETS, TASK_TYPES, FinetuneModel, FinetuneSettings, TaskOptions,
+                             finetune, get_preset, get_task_type, preset_values, samples)
 from ernie2.finetune.batching import collate
 from ernie2.finetune.inference import evaluate, predict
 from ernie2.finetune.readers import read_ner_tsv, read_text_tsv

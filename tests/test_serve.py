@@ -24,13 +24,8 @@ from ernie2 import ErnieModel, ErnieTokenizer  # noqa: E402
 from ernie2.inference import runtime  # noqa: E402
 from ernie2.inference.batcher import Batcher, Overloaded  # noqa: E402
 from ernie2.inference.client import Client, ServerError  # noqa: E402
-from ernie2.inference.server import (  # noqa: E402
-    BackgroundServer,
-    ServeSettings,
-    Service,
-    create_app,
-    is_loopback,
-)
+from ernie2.inference.server import (BackgroundServer, ServeSettings, Service,  # noqa: E402
+                                     create_app, is_loopback)
 from test_serve_helpers import make_models  # noqa: E402
 
 TEXTS = ["我爱北京天安门", "这个东西质量很好", "太差了", "abc 好"]

@@ -19,15 +19,8 @@ from ernie2.corpus.document import Document, Sentence
 from ernie2.model.config import ErnieConfig
 from ernie2.model.heads import IGNORE_INDEX
 from ernie2.model.modeling import ErnieModel
-from ernie2.tasks import (
-    REGISTRY,
-    Example,
-    ExampleStream,
-    collate,
-    create_task,
-    iter_batches,
-    stream_examples,
-)
+from ernie2.tasks import (REGISTRY, Example, ExampleStream, collate, create_task, iter_batches,
+                          stream_examples)
 from ernie2.tasks.common import pool
 from ernie2.tasks.stream import MAX_EMPTY_PASSES
 from ernie2.tokenizer import ErnieTokenizer

@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from ernie2.cli import main as cli_main
-from ernie2.training.config import (
-    ConfigError,
-    documented_keys,
-    load_config,
-    parse_override,
-    shipped_configs,
-)
+from ernie2.training.config import (ConfigError, documented_keys, load_config, parse_override,
+                                    shipped_configs)
 from ernie2.training.pretraining import plan_from_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,12 +17,8 @@ from ernie2.tasks.registry import create_task
 from ernie2.tokenizer import ErnieTokenizer
 from ernie2.training.data import units_of
 from ernie2.training.loop import NonFiniteLossError, Trainer, token_counts
-from ernie2.training.multitask import (
-    MultiTaskModel,
-    grow_task_embedding,
-    remap_optimizer_state,
-    step_fn,
-)
+from ernie2.training.multitask import (MultiTaskModel, grow_task_embedding, remap_optimizer_state,
+                                       step_fn)
 from ernie2.training.optim import WarmupLinear, make_optimizer, no_decay_names, warmup_linear
 from test_training_toytasks import spec, write_corpus
 

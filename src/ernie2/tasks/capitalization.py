@@ -6,14 +6,8 @@ import random
 
 from ernie2.corpus.document import Document
 from ernie2.model.heads import IGNORE_INDEX
-from ernie2.tasks.common import (
-    TaskStats,
-    as_tokenizer,
-    sentence_window,
-    token_example,
-    token_make_head,
-    token_task_compute,
-)
+from ernie2.tasks.common import (TaskStats, as_tokenizer, sentence_window, token_example,
+                                 token_make_head, token_task_compute)
 from ernie2.tasks.protocol import Example
 from ernie2.tasks.registry import register
 

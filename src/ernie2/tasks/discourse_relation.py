@@ -10,17 +10,9 @@ from pathlib import Path
 
 from ernie2.corpus.annotate import resource_path
 from ernie2.corpus.document import Document
-from ernie2.tasks.common import (
-    TaskStats,
-    as_tokenizer,
-    check_pooling,
-    encode_text,
-    read_labeled_pairs,
-    sequence_example,
-    sequence_make_head,
-    sequence_task_compute,
-    tokenize_sentences,
-)
+from ernie2.tasks.common import (TaskStats, as_tokenizer, check_pooling, encode_text,
+                                 read_labeled_pairs, sequence_example, sequence_make_head,
+                                 sequence_task_compute, tokenize_sentences)
 from ernie2.tasks.protocol import Example
 from ernie2.tasks.registry import register
 

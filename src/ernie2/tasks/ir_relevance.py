@@ -9,20 +9,10 @@ import re
 
 from ernie2.corpus.document import Document
 from ernie2.corpus.text import is_cjk
-from ernie2.tasks.common import (
-    Reservoir,
-    TaskStats,
-    as_tokenizer,
-    check_pooling,
-    doc_key,
-    encode_text,
-    read_labeled_pairs,
-    reservoir_load_state_dict,
-    reservoir_state_dict,
-    sequence_example,
-    sequence_make_head,
-    sequence_task_compute,
-)
+from ernie2.tasks.common import (Reservoir, TaskStats, as_tokenizer, check_pooling, doc_key,
+                                 encode_text, read_labeled_pairs, reservoir_load_state_dict,
+                                 reservoir_state_dict, sequence_example, sequence_make_head,
+                                 sequence_task_compute)
 from ernie2.tasks.protocol import Example
 from ernie2.tasks.registry import register
 from ernie2.tasks.token_document_relation import default_stop_words

@@ -6,20 +6,9 @@ import random
 from collections.abc import Mapping
 
 from ernie2.corpus.document import Document
-from ernie2.tasks.common import (
-    LEVELS,
-    TaskStats,
-    as_tokenizer,
-    fit_lengths,
-    layout,
-    mask_units,
-    mlm_make_head,
-    mlm_task_compute,
-    sentence_window,
-    tokenize_sentences,
-    unit_ranges,
-    vocab_info,
-)
+from ernie2.tasks.common import (LEVELS, TaskStats, as_tokenizer, fit_lengths, layout, mask_units,
+                                 mlm_make_head, mlm_task_compute, sentence_window,
+                                 tokenize_sentences, unit_ranges, vocab_info)
 from ernie2.tasks.protocol import Example
 from ernie2.tasks.registry import register
 

@@ -5,20 +5,10 @@ from __future__ import annotations
 import random
 
 from ernie2.corpus.document import Document
-from ernie2.tasks.common import (
-    Reservoir,
-    TaskStats,
-    as_tokenizer,
-    check_pooling,
-    doc_key,
-    encode_text,
-    reservoir_load_state_dict,
-    reservoir_state_dict,
-    sequence_example,
-    sequence_make_head,
-    sequence_task_compute,
-    tokenize_sentences,
-)
+from ernie2.tasks.common import (Reservoir, TaskStats, as_tokenizer, check_pooling, doc_key,
+                                 encode_text, reservoir_load_state_dict, reservoir_state_dict,
+                                 sequence_example, sequence_make_head, sequence_task_compute,
+                                 tokenize_sentences)
 from ernie2.tasks.protocol import Example
 from ernie2.tasks.registry import register
 

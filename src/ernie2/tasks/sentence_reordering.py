@@ -8,15 +8,8 @@ import random
 from itertools import permutations
 
 from ernie2.corpus.document import Document
-from ernie2.tasks.common import (
-    TaskStats,
-    as_tokenizer,
-    check_pooling,
-    sentence_window,
-    sequence_example,
-    sequence_make_head,
-    sequence_task_compute,
-)
+from ernie2.tasks.common import (TaskStats, as_tokenizer, check_pooling, sentence_window,
+                                 sequence_example, sequence_make_head, sequence_task_compute)
 from ernie2.tasks.protocol import Example
 from ernie2.tasks.registry import register
 

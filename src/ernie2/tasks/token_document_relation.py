@@ -14,15 +14,8 @@ from ernie2.corpus.annotate import read_word_list, resource_path
 from ernie2.corpus.document import Document, Sentence
 from ernie2.corpus.text import is_punctuation
 from ernie2.model.heads import IGNORE_INDEX
-from ernie2.tasks.common import (
-    TaskStats,
-    as_tokenizer,
-    sentence_window,
-    token_example,
-    token_make_head,
-    token_task_compute,
-    vocab_info,
-)
+from ernie2.tasks.common import (TaskStats, as_tokenizer, sentence_window, token_example,
+                                 token_make_head, token_task_compute, vocab_info)
 from ernie2.tasks.protocol import Example
 from ernie2.tasks.registry import register
 

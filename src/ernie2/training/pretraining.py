@@ -30,36 +30,17 @@ from ernie2.tasks.registry import create_task, load_factory
 from ernie2.tokenizer import ErnieTokenizer
 from ernie2.training import distributed as dist_util
 from ernie2.training.snapshots import CheckpointManager, Loaded, rng_state, set_rng_state
-from ernie2.training.config import (
-    ConfigError,
-    PretrainConfig,
-    config_changes,
-    load_config,
-    refuse_changes,
-    task_run_name,
-)
+from ernie2.training.config import (ConfigError, PretrainConfig, config_changes, load_config,
+                                    refuse_changes, task_run_name)
 from ernie2.training.data import Batching, StageFeeder, units_of
-from ernie2.training.evaluation import (
-    chance_level,
-    evaluate,
-    is_lm_like,
-    main_metric,
-    write_forgetting_report,
-)
+from ernie2.training.evaluation import (chance_level, evaluate, is_lm_like, main_metric,
+                                        write_forgetting_report)
 from ernie2.training.loop import LoopState, Trainer
-from ernie2.training.multitask import (
-    MultiTaskModel,
-    grow_task_embedding,
-    remap_optimizer_state,
-    step_fn,
-)
+from ernie2.training.multitask import (MultiTaskModel, grow_task_embedding, remap_optimizer_state,
+                                       step_fn)
 from ernie2.training.optim import WarmupLinear, make_optimizer, warmup_steps
-from ernie2.training.precision import (
-    choose_cpu_precision,
-    measure_peak_flops,
-    resolve_device,
-    resolve_precision,
-)
+from ernie2.training.precision import (choose_cpu_precision, measure_peak_flops, resolve_device,
+                                       resolve_precision)
 from ernie2.training.reporting import MetricLogger, format_record
 from ernie2.training.rundir import RunDirError, RunLock, claim
 from ernie2.training.schedule import Plan, StageSpec, build_plan
