@@ -13,7 +13,8 @@ from ernie2.corpus.document import Document, Sentence, Span
 from ernie2.model.heads import IGNORE_INDEX
 from ernie2.tasks import create_task
 from ernie2.tasks.capitalization import capitalization_labels
-from ernie2.tasks.common import mask_units, vocab_info
+from ernie2.tasks.masking import mask_units
+from ernie2.tasks.tokens import vocab_info
 from ernie2.tasks.sentence_reordering import (decode_permutation, encode_permutation,
                                               num_permutation_classes)
 

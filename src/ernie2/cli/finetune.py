@@ -143,7 +143,7 @@ def _print_presets():
         batch, lr, epochs = p.batch_size, p.learning_rate, p.epochs
         print(f"{p.name:14s} {p.task:9s} {f'{batch[0]}/{batch[1]}':>9s} "
               f"{f'{lr[0]:g}/{lr[1]:g}':>14s} {f'{epochs[0]}/{epochs[1]}':>6s} {p.max_seq_len:4d} "
-              f"{p.main_metric}")
+              f"{p.metric}")
     print("(base/large)")
 
 

@@ -61,3 +61,12 @@ def shuffled_batches(features: Sequence[Feature], batch_size: int, seed: int = 0
 
 def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """Where a module's tensors live (CPU for one that holds none, such as an ONNX runner)."""
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return torch.device("cpu")

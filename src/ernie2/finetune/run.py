@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from ernie2.finetune import presets
-from ernie2.finetune.inference import evaluate as evaluate_examples
-from ernie2.finetune.inference import predict_examples, scorable
+from ernie2.finetune.evaluate import evaluate as evaluate_examples
+from ernie2.finetune.evaluate import predict_examples, scorable
 from ernie2.finetune.metrics import format_scores
 from ernie2.finetune.model import FinetuneModel
 from ernie2.finetune.readers import Labels, check_labels, read_label_map, write_label_map

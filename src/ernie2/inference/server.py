@@ -164,7 +164,7 @@ class Service:
         self._check_count(len(inputs), "inputs")
         examples = to_examples(ft.task.name, inputs, self.settings.max_chars)
         meta: dict[str, Any] = {"examples": examples}
-        if ft.task.name in ("classify", "pair", "regress", "rank"):
+        if ft.task.takes_texts:
             texts_b = [ex.text_b for ex in examples] if examples[0].text_b is not None else None
             meta["truncated"] = self._lengths([ex.text_a for ex in examples], texts_b,
                                               ("inputs", "inputs (second text)"))
@@ -188,7 +188,7 @@ class Service:
         if self.threads:
             torch.set_num_threads(self.threads)
         if kind == "predict":
-            from ernie2.finetune.inference import run_model
+            from ernie2.finetune.evaluate import run_model
             return run_model(self.model.finetuned, features, self.settings.max_batch,
                              self.tokenizer.pad_id)
         if kind == "encode":
@@ -197,7 +197,7 @@ class Service:
 
     def _encode(self, features: Sequence[dict]) -> list[tuple[np.ndarray, np.ndarray]]:
         from ernie2.finetune.batching import collate, to_device
-        from ernie2.finetune.inference import module_device
+        from ernie2.finetune.batching import module_device
         from ernie2.tokenizer.batching import length_batches
 
         encoder, use_task = self.model.encoder, self.model.config.use_task_id

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ernie2.model.heads import IGNORE_INDEX
-from ernie2.tasks.protocol import Example, collate
+from ernie2.tasks.protocol import Example, collate, member
 from ernie2.training import distributed as dist_util
 from ernie2.training.precision import autocast
 from ernie2.utils import atomic_write_bytes, atomic_write_text
@@ -51,9 +51,9 @@ def summarize(loss_sum: float, units: float, sums: dict[str, float], lm_like: bo
 
 def is_lm_like(task, vocab_size: int) -> bool:
     """A per-token task predicting vocabulary ids (masked LM and kin): perplexity applies."""
-    if getattr(task, "vocab_sized", False):
+    if member(task, "vocab_sized"):
         return True
-    return getattr(task, "kind", None) == "token" and getattr(task, "num_classes", 0) == vocab_size
+    return task.kind == "token" and task.num_classes == vocab_size
 
 
 @torch.no_grad()

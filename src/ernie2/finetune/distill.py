@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ernie2.inference.augment import Augmenter, AugmentOptions, encode_with_masks
+from ernie2.finetune.augment import Augmenter, AugmentOptions, encode_with_masks
 from ernie2.utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class _Student:
 
 def _ernie_student(settings: DistillSettings, teacher, tokenizer, texts: Sequence[str]) -> _Student:
     from ernie2.finetune.batching import collate
-    from ernie2.finetune.inference import predict_examples
+    from ernie2.finetune.evaluate import predict_examples
     from ernie2.finetune.model import FinetuneModel
     from ernie2.finetune.readers import TextExample
     from ernie2.model.config import NAMED_SIZES
@@ -153,7 +153,7 @@ def _ernie_student(settings: DistillSettings, teacher, tokenizer, texts: Sequenc
 def _bow_student(settings: DistillSettings, labels: Sequence[str],
                  segmented: Sequence[Sequence[str]], segmenter: str,
                  vocab_rows: Sequence[int]) -> _Student:
-    from ernie2.inference.bow import BowClassifier, build_words
+    from ernie2.finetune.bow import BowClassifier, build_words
 
     # The vocabulary comes from the texts the student may learn from; for the baseline that is
     # the labeled texts only, so it gains nothing from the transfer set.
@@ -256,7 +256,7 @@ def train_student(student: _Student, targets: np.ndarray, labels: np.ndarray,
 
 # ---------------------------------------------------------------------- the whole run
 def _read_lines(path: str | os.PathLike) -> list[str]:
-    from ernie2.inference.inputs import InputError, check_text
+    from ernie2.finetune.readers import InputError, check_text
 
     out = []
     with open(path, "rb") as fh:
@@ -321,7 +321,7 @@ def read_transfer(path: str | os.PathLike, names: Sequence[str]
 
 
 def distill(settings: DistillSettings) -> DistillResult:
-    from ernie2.finetune.inference import run_model
+    from ernie2.finetune.evaluate import run_model
     from ernie2.finetune.model import FinetuneModel
     from ernie2.finetune.run import find_split
     from ernie2.tokenizer import ErnieTokenizer
@@ -332,7 +332,8 @@ def distill(settings: DistillSettings) -> DistillResult:
         raise ValueError(f"{settings.transfer} would be overwritten by this run; copy it or "
                          "choose another output_dir")
     teacher = FinetuneModel.load(settings.teacher)
-    if teacher.task.name != "classify":
+    # The students read one text and predict a class.
+    if teacher.task.inputs != "text" or teacher.task.labels != "classes":
         raise ValueError(f"{settings.teacher}: distillation takes a classify model; this one is "
                          f"{teacher.task.name}")
     layers = teacher.config.num_hidden_layers
@@ -390,7 +391,7 @@ def distill(settings: DistillSettings) -> DistillResult:
 
     segmented: list[list[str]] = []
     if settings.student == "bow":
-        from ernie2.inference.bow import default_segmenter, segment
+        from ernie2.finetune.bow import default_segmenter, segment
         segmenter = settings.bow_segmenter or default_segmenter()
         segmented = [segment(t, segmenter) for t in texts]
 
@@ -452,7 +453,7 @@ def distill(settings: DistillSettings) -> DistillResult:
 
 
 def _teacher_predict(teacher, tokenizer, texts: Sequence[str]) -> list[dict]:
-    from ernie2.finetune.inference import predict_examples
+    from ernie2.finetune.evaluate import predict_examples
     from ernie2.finetune.readers import TextExample
     examples = [TextExample(t, None, None, None, f"<text {i}>") for i, t in enumerate(texts)]
     return predict_examples(teacher, tokenizer, examples, 64)[0]

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ernie2.inference.augment import MASK
+from ernie2.finetune.augment import MASK
 from ernie2.utils import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)

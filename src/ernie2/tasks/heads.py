@@ -1,0 +1,86 @@
+"""The heads the tasks train and their losses: sequence, per-token and masked-LM classifiers,
+cross-entropy at the scored positions, and the pooling a sequence head reads."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ernie2.model.heads import IGNORE_INDEX
+
+
+def sequence_head(config, num_classes: int):
+    from ernie2.model.heads import SequenceHead
+
+    dropout = config.classifier_dropout_prob
+    return SequenceHead(config.hidden_size, num_classes,
+                        config.hidden_dropout_prob if dropout is None else dropout,
+                        config.initializer_range)
+
+
+def token_head(config, num_classes: int):
+    from ernie2.model.heads import TokenHead
+
+    return TokenHead(config.hidden_size, num_classes, config.hidden_dropout_prob,
+                     config.initializer_range)
+
+
+def mlm_head(config, encoder):
+    from ernie2.model.heads import MaskedLMHead
+
+    return MaskedLMHead(config, encoder.embeddings.word_embeddings)
+
+
+def _scored(logits: torch.Tensor, labels: torch.Tensor, anchor: torch.Tensor):
+    if labels.numel() == 0:  # nothing to score in this batch: a zero loss still in the graph
+        zero = anchor.sum() * 0.0
+        return zero, {"correct": 0.0, "count": 0.0, "loss_sum": 0.0}
+    loss = F.cross_entropy(logits.float(), labels)
+    n = labels.numel()
+    correct = (logits.detach().argmax(-1) == labels).sum().item()
+    return loss, {"correct": float(correct), "count": float(n),
+                  "loss_sum": float(loss.detach()) * n}
+
+
+def sequence_compute(head, pooled: torch.Tensor, batch: dict[str, torch.Tensor]):
+    """Cross-entropy of the pooled-output classifier against batch["labels"] [B]."""
+    return _scored(head(pooled), batch["labels"], pooled)
+
+
+def token_compute(head, encoded: torch.Tensor, batch: dict[str, torch.Tensor]):
+    """Cross-entropy of the per-token classifier, run only at labeled positions."""
+    labels = batch["labels"]
+    keep = labels != IGNORE_INDEX
+    return _scored(head(encoded[keep]), labels[keep], encoded)
+
+
+def mlm_compute(head, encoded: torch.Tensor, batch: dict[str, torch.Tensor]):
+    """Masked-LM cross-entropy; logits only at the masked (labeled) positions."""
+    labels = batch["labels"]
+    keep = labels != IGNORE_INDEX
+    return _scored(head(encoded, keep), labels[keep], encoded)
+
+
+POOLINGS = ("pooler", "cls", "mean")
+
+
+def check_pooling(pooling: str) -> str:
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    return pooling
+
+
+def pool(how: str, pooled: torch.Tensor | None, encoded: torch.Tensor,
+         attention_mask: torch.Tensor) -> torch.Tensor:
+    """The vector a sentence-level head reads: "pooler", the encoder's pooled [CLS] output
+    (tanh(dense([CLS])), as ERNIE's heads); "cls", the last layer's [CLS] state itself; "mean",
+    the mean of the last layer's token states (padding left out)."""
+    if how == "pooler":
+        if pooled is None:
+            raise ValueError("pooling='pooler' needs an encoder with a pooler (has_pooler); "
+                             "use pooling='cls' or 'mean'")
+        return pooled
+    if how == "cls":
+        return encoded[:, 0]
+    mask = attention_mask[:, :encoded.shape[1]].unsqueeze(-1).to(encoded.dtype)
+    return (encoded * mask).sum(1) / mask.sum(1).clamp(min=1)
