@@ -7,7 +7,7 @@ import torch
 from ernie2.finetune import FinetuneModel, Labels, TaskOptions, get_task_type
 from ernie2.inference.encode import encode, encode_file, load_encoder_and_tokenizer, write_embeddings
 from ernie2.inference.fill_mask import fill_mask, load_mlm
-from ernie2.finetune.batching import module_device
+from ernie2.model.batch import module_device
 from ernie2.inference.predict import predict
 from ernie2.finetune.evaluate import run_model
 from ernie2.finetune.readers import TextExample

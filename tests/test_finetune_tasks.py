@@ -10,7 +10,7 @@ import torch
 
 from ernie2.finetune import (PRESETS, TASK_TYPES, FinetuneModel, FinetuneSettings, TaskOptions,
                              finetune, get_preset, get_task_type, preset_values, samples)
-from ernie2.finetune.batching import collate
+from ernie2.model.batch import collate
 from ernie2.finetune.evaluate import evaluate
 from ernie2.inference.predict import predict
 from ernie2.finetune.readers import read_ner_tsv, read_text_tsv

@@ -108,7 +108,7 @@ class _Student:
 
 
 def _ernie_student(settings: DistillSettings, teacher, tokenizer, texts: Sequence[str]) -> _Student:
-    from ernie2.finetune.batching import collate
+    from ernie2.model.batch import collate
     from ernie2.finetune.evaluate import predict_examples
     from ernie2.finetune.model import FinetuneModel
     from ernie2.finetune.readers import TextExample

@@ -9,10 +9,9 @@ from collections.abc import Sequence
 
 import torch
 
-from ernie2.finetune.batching import collate, module_device, to_device
 from ernie2.finetune.model import FinetuneModel
 from ernie2.tokenizer import ErnieTokenizer
-from ernie2.tokenizer.batching import length_batches
+from ernie2.model.batch import collate, length_batches, module_device, to_device
 from ernie2.utils import plural
 
 logger = logging.getLogger(__name__)

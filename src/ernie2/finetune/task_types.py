@@ -26,11 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ernie2.finetune import metrics, mrc
-from ernie2.finetune.batching import IGNORE_INDEX, Feature
 from ernie2.finetune.crf import LinearChainCRF
 from ernie2.finetune.readers import (DataError, Labels, MrcExample, TaggedExample, TextExample,
                                      collect_labels, read_ner, read_squad, read_text_tsv)
-from ernie2.model.heads import SequenceHead, SpanHead, TokenHead
+from ernie2.model.batch import Feature
+from ernie2.model.heads import IGNORE_INDEX, SequenceHead, SpanHead, TokenHead
 from ernie2.utils import atomic_open, atomic_write_text
 
 

@@ -4,24 +4,33 @@ each batch as micro-batches, dev evaluation on a cadence, resumable checkpoints,
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import random
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
-from ernie2.finetune.batching import collate, shuffled_batches, to_device
 from ernie2.finetune.model import FinetuneModel
+from ernie2.model.batch import Feature, collate, length_batches
 from ernie2.training import distributed as dist_util
 from ernie2.training.snapshots import CheckpointManager, rng_state, set_rng_state
-from ernie2.training.data import pack
 from ernie2.training.loop import LoopState, Trainer
 from ernie2.training.optim import WarmupLinear, make_optimizer, warmup_steps
 from ernie2.training.precision import measure_peak_flops
 from ernie2.training.reporting import MetricLogger
 
 logger = logging.getLogger(__name__)
+
+
+def shuffled_batches(features: Sequence[Feature], batch_size: int, seed: int = 0,
+                     epoch: int = 0) -> Iterator[list[int]]:
+    """Indices of training batches: a fresh shuffle per epoch, the last batch may be short."""
+    order = list(range(len(features)))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    for i in range(0, len(order), batch_size):
+        yield order[i:i + batch_size]
 
 
 class FeatureSteps:
@@ -32,7 +41,7 @@ class FeatureSteps:
     `micro_batch_size` examples, longest first so little is padded."""
 
     def __init__(self, features: Sequence[dict], batch_size: int, micro_batch_size: int | None,
-                 seed: int, pad_id: int, device: torch.device, rank: int = 0, world: int = 1):
+                 seed: int, pad_id: int, rank: int = 0, world: int = 1):
         if batch_size < world:
             raise ValueError(f"batch size {batch_size} is smaller than the {world} processes: "
                              "every process needs examples in every step")
@@ -42,7 +51,7 @@ class FeatureSteps:
             raise ValueError(f"micro batch size must be at least 1, got {micro_batch_size}")
         self.features = features
         self.batch_size, self.micro_batch_size = batch_size, micro_batch_size
-        self.seed, self.pad_id, self.device = seed, pad_id, device
+        self.seed, self.pad_id = seed, pad_id
         self.rank, self.world = rank, world
         self.position = 0
         self._cache: tuple[int, list[list[int]]] = (-1, [])
@@ -69,10 +78,10 @@ class FeatureSteps:
     def __next__(self) -> list[dict[str, Any]]:
         idx = self.share(self.position)
         self.position += 1
-        groups = pack([len(self.features[i]["input_ids"]) for i in idx], self.micro_batch_size,
-                      None)
-        return [to_device(collate([self.features[idx[j]] for j in sorted(g)], self.pad_id),
-                          self.device) for g in groups]
+        groups = length_batches([len(self.features[i]["input_ids"]) for i in idx],
+                                self.micro_batch_size)
+        # On the host: the step moves each micro-batch to the model's device (FinetuneModel).
+        return [collate([self.features[idx[j]] for j in sorted(g)], self.pad_id) for g in groups]
 
 
 class Evaluator(Protocol):
@@ -103,7 +112,7 @@ def train(model: FinetuneModel, features: Sequence[dict], settings, evaluator: E
     `stop(step)` ends the run after that step without saving (a test hook for resume)."""
     rank, world = dist_util.rank(), dist_util.world_size()
     steps = FeatureSteps(features, settings.batch_size, settings.micro_batch_size,
-                         settings.seed, pad_id, device, rank, world)
+                         settings.seed, pad_id, rank, world)
     spe = steps.steps_per_epoch
     total = settings.max_steps or spe * settings.epochs
     fingerprint = {**fingerprint, "train_features": len(features),

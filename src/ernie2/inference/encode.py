@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ernie2.finetune.batching import collate, module_device, to_device
 from ernie2.finetune.evaluate import sorted_batches
 from ernie2.finetune.readers import DataError, read_text_tsv, strip_cjk_spaces
+from ernie2.model.batch import collate, module_device, run_encoder, to_device
 from ernie2.model.modeling import ErnieModel
 from ernie2.tokenizer import ErnieTokenizer
 from ernie2.utils import atomic_open
@@ -74,8 +74,7 @@ def encode(model: ErnieModel, tokenizer: ErnieTokenizer, texts_a: Sequence[str],
             batch = to_device(collate([features[i] for i in idx], tokenizer.pad_id), device)
             task_ids = (torch.full((len(idx),), task_id, dtype=torch.long, device=device)
                         if model.config.use_task_id else None)
-            _, encoded = model(batch["input_ids"], batch["sent_ids"], task_ids,
-                               batch["attention_mask"])
+            _, encoded = run_encoder(model, batch, task_ids)
             encoded = encoded.float().cpu().numpy()
             for row, i in enumerate(idx):
                 cls[i] = encoded[row, 0]

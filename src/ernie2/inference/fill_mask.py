@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ernie2.finetune.batching import module_device
+from ernie2.model.batch import module_device
 from ernie2.model.checkpoint import assign, load_encoder, read_checkpoint
 from ernie2.model.heads import MaskedLMHead
 from ernie2.model.modeling import ErnieModel

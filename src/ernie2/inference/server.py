@@ -196,9 +196,8 @@ class Service:
         raise ValueError(f"unknown kind of work {kind!r}")
 
     def _encode(self, features: Sequence[dict]) -> list[tuple[np.ndarray, np.ndarray]]:
-        from ernie2.finetune.batching import collate, to_device
-        from ernie2.finetune.batching import module_device
-        from ernie2.tokenizer.batching import length_batches
+        from ernie2.model.batch import (collate, length_batches, module_device, run_encoder,
+                                        to_device)
 
         encoder, use_task = self.model.encoder, self.model.config.use_task_id
         device = module_device(encoder)
@@ -208,9 +207,8 @@ class Service:
                                       self.settings.max_batch):
                 batch = to_device(collate([features[i] for i in idx], self.tokenizer.pad_id),
                                   device)
-                pooled, encoded = encoder(batch["input_ids"], batch["sent_ids"],
-                                          batch["task_id"] if use_task else None,
-                                          batch["attention_mask"])
+                pooled, encoded = run_encoder(encoder, batch,
+                                              batch["task_id"] if use_task else None)
                 # A model without a pooler: its [CLS] top-layer vector stands in.
                 pooled = (encoded[:, 0] if pooled is None else pooled).float().cpu().numpy()
                 encoded = encoded.float().cpu().numpy()

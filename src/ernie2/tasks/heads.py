@@ -37,9 +37,9 @@ def _scored(logits: torch.Tensor, labels: torch.Tensor, anchor: torch.Tensor):
         return zero, {"correct": 0.0, "count": 0.0, "loss_sum": 0.0}
     loss = F.cross_entropy(logits.float(), labels)
     n = labels.numel()
-    correct = (logits.detach().argmax(-1) == labels).sum().item()
-    return loss, {"correct": float(correct), "count": float(n),
-                  "loss_sum": float(loss.detach()) * n}
+    # Sums stay tensors (no wait for the device here); the logger reads them when it writes.
+    correct = (logits.detach().argmax(-1) == labels).sum().double()
+    return loss, {"correct": correct, "count": float(n), "loss_sum": loss.detach().double() * n}
 
 
 def sequence_compute(head, pooled: torch.Tensor, batch: dict[str, torch.Tensor]):

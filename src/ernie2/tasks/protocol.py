@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ernie2.corpus.document import Document
+from ernie2.model.batch import collate as collate_features
 from ernie2.model.heads import IGNORE_INDEX
 from ernie2.tasks.heads import (check_pooling, mlm_compute, mlm_head, pool, sequence_compute,
                                 sequence_head, token_compute, token_head)
@@ -197,28 +198,15 @@ class MaskedLMTask(TokenTask):
         return mlm_compute(head, encoded, batch)
 
 
-def collate(examples: list[Example], pad_id: int = 0) -> dict[str, torch.Tensor]:
-    """Pad examples of one task into a batch: input_ids, sent_ids, attention_mask [B, T],
-    task_ids [B], labels ([B, T] padded with IGNORE_INDEX for token tasks, [B] otherwise)."""
+def collate(examples: Sequence[Example], pad_id: int = 0,
+            task_id: int | None = None) -> dict[str, Any]:
+    """Examples of one task as a batch (model.batch.collate): input_ids, sent_ids,
+    attention_mask [B, T], task_ids [B], labels ([B, T] padded with IGNORE_INDEX for token
+    tasks, [B] otherwise), `padded`. `task_id` given: every row trains that task-embedding row
+    (the plan's, set here and nowhere else); None: each example's own."""
     if not examples:
         raise ValueError("cannot collate an empty list of examples")
-    width = max(len(e.input_ids) for e in examples)
-    n = len(examples)
-    ids = torch.full((n, width), pad_id, dtype=torch.long)
-    sent = torch.zeros((n, width), dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    token_labels = isinstance(examples[0].labels, list)
-    labels = (torch.full((n, width), IGNORE_INDEX, dtype=torch.long) if token_labels
-              else torch.empty(n, dtype=torch.long))
-    for i, e in enumerate(examples):
-        k = len(e.input_ids)
-        ids[i, :k] = torch.tensor(e.input_ids)
-        sent[i, :k] = torch.tensor(e.sent_ids)
-        mask[i, :k] = 1
-        if token_labels:
-            labels[i, :k] = torch.tensor(e.labels)
-        else:
-            labels[i] = int(e.labels)
-    task_ids = torch.tensor([e.task_id for e in examples], dtype=torch.long)
-    return {"input_ids": ids, "sent_ids": sent, "attention_mask": mask, "task_ids": task_ids,
-            "labels": labels}
+    return collate_features([{"input_ids": e.input_ids, "sent_ids": e.sent_ids,
+                              "labels": e.labels,
+                              "task_ids": e.task_id if task_id is None else task_id}
+                             for e in examples], pad_id)

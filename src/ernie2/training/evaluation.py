@@ -77,9 +77,7 @@ def evaluate(model, heldout: dict[str, list[Example]], *, device: torch.device,
             sums: dict[str, float] = {}
             for i in range(0, len(mine), batch_size):
                 chunk = mine[i:i + batch_size]
-                for ex in chunk:
-                    ex.task_id = task_ids[name]
-                batch = collate(chunk, pad_id)
+                batch = collate(chunk, pad_id, task_ids[name])
                 n_units = float((batch["labels"] != IGNORE_INDEX).sum())
                 with autocast(precision, device):
                     losses, mets = model({name: batch})

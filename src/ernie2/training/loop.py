@@ -134,9 +134,11 @@ class Trainer:
         total_units, total_examples = self._totals(units)
         all_examples = float(total_examples.sum())
         index = {k: i for i, k in enumerate(self.keys)}
-        loss_sums = torch.zeros(len(self.keys), dtype=torch.float64)
-        metrics: dict[str, dict[str, float]] = {}
-        finite = True
+        # Per key, sum of mean loss x units, and whether any micro-batch's loss was not finite:
+        # tensors where the losses are, read back once after the last micro-batch.
+        loss_sums: dict[str, torch.Tensor] = {}
+        not_finite: torch.Tensor | None = None
+        metrics: dict[str, dict[str, Any]] = {}
         n = len(micro_batches)
         for i, (micro, u) in enumerate(zip(micro_batches, units)):
             sync = i == n - 1
@@ -153,16 +155,24 @@ class Trainer:
                     w = (total_examples[j] / all_examples) * (u.get(k, (0, 0))[0] / total_units[j])
                     term = loss.float() * float(w * self.world)
                     total = term if total is None else total + term
-                    loss_sums[j] += float(loss.detach()) * u.get(k, (0, 0))[0]
+                    scaled = loss.detach().double() * u.get(k, (0, 0))[0]
+                    loss_sums[k] = scaled if k not in loss_sums else loss_sums[k] + scaled
                 if total is None:  # nothing scored in this micro-batch: keep DDP in step
                     total = sum(p.sum() * 0.0 for p in self.module.parameters())
-                if not torch.isfinite(total.detach()):
-                    finite = False
+                bad = ~torch.isfinite(total.detach())
+                not_finite = bad if not_finite is None else not_finite | bad
                 (self.scaler.scale(total) if self.scaler else total).backward()
             for k, m in mets.items():
                 acc = metrics.setdefault(k, {})
                 for name, v in m.items():
-                    acc[name] = acc.get(name, 0.0) + float(v)
+                    acc[name] = acc.get(name, 0.0) + v
+        # The step's one read-back: every key's loss sum and the finiteness flag together.
+        dev = not_finite.device
+        read = torch.stack([loss_sums[k].reshape(()).to(dev, torch.float64) if k in loss_sums
+                            else torch.zeros((), dtype=torch.float64, device=dev)
+                            for k in self.keys]
+                           + [not_finite.reshape(()).to(torch.float64)]).cpu()
+        loss_sums, finite = read[:-1], bool(read[-1] == 0)
         if self.world > 1:
             flag = torch.tensor([0.0 if finite else 1.0],
                                 device=self.device if self.device.type == "cuda" else "cpu")

@@ -100,7 +100,9 @@ class MetricLogger:
         if not self.steps:
             return None
         elapsed = max(time.perf_counter() - self.t0, 1e-9)
-        gathered = dist_util.all_gather_objects((self.sums, self.tokens, self.padded, self.rows))
+        # The metric sums were kept as tensors step after step: read them here, once.
+        local = {k: {name: float(v) for name, v in m.items()} for k, m in self.sums.items()}
+        gathered = dist_util.all_gather_objects((local, self.tokens, self.padded, self.rows))
         sums: dict[str, dict[str, float]] = {}
         for g in gathered:
             for k, m in g[0].items():
