@@ -79,7 +79,7 @@ def test_a_raw_corpus_is_segmented_once_and_reused(tmp_path, monkeypatch, count_
     _, _, sentences = raw_zh_corpus(tmp_path)
     caplog.set_level(logging.INFO, logger="ernie2")
     run = PretrainRun(load_config(cfg))
-    run.build()
+    run.setup()
     # Two tasks, a held-out set each over several passes: still one segmentation per sentence.
     assert len(count_segmenter) == sentences
     assert "segmenting and annotating it once" in caplog.text
@@ -91,7 +91,7 @@ def test_a_raw_corpus_is_segmented_once_and_reused(tmp_path, monkeypatch, count_
     count_segmenter.clear()
     caplog.clear()
     again = PretrainRun(load_config({**cfg, "output_dir": str(tmp_path / "run2")}))
-    again.build()
+    again.setup()
     assert count_segmenter == []
     assert "reusing its prepared copy" in caplog.text
     assert {n: [e.input_ids for e in exs] for n, exs in again.heldout.items()} == first

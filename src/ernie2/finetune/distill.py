@@ -199,6 +199,7 @@ def train_student(student: _Student, targets: np.ndarray, labels: np.ndarray,
     """Train on `rows` (indices into the transfer set) for `steps` optimizer steps with the
     shared training loop, evaluating after every pass over `rows`; the module ends with its
     best-scoring weights. Returns (best dev accuracy, its step)."""
+    from ernie2.training.fit import Cadence, fit
     from ernie2.training.loop import Trainer
     from ernie2.training.optim import WarmupLinear, make_optimizer
 
@@ -225,7 +226,7 @@ def train_student(student: _Student, targets: np.ndarray, labels: np.ndarray,
         loss = distill_loss(logits, batch["targets"], batch["labels"], settings.temperature,
                             settings.alpha)
         agree = (logits.argmax(-1) == batch["targets"].argmax(-1)).sum()
-        return {"distill": loss}, {"distill": {"agree": float(agree), "count": len(logits)}}
+        return {"distill": loss}, {"distill": {"agree": agree, "count": len(logits)}}
 
     def units_fn(batch):
         n = float(len(batch["targets"]))
@@ -235,20 +236,18 @@ def train_student(student: _Student, targets: np.ndarray, labels: np.ndarray,
                       device=torch.device("cpu"), precision="fp32", grad_clip=1.0)
     best = {"score": -1.0, "step": 0, "state": None}
 
-    def on_step(result) -> None:
-        if result.step % per_epoch and result.step != steps:
-            return
+    def on_dev(step: int) -> None:
         module.eval()
         score = evaluate()
         module.train()
-        logger.info("%s step %d: dev accuracy %.4f (loss %.4f)", desc, result.step, score,
-                    result.losses.get("distill", float("nan")))
+        logger.info("%s step %d: dev accuracy %.4f", desc, step, score)
         if score > best["score"]:
-            best.update(score=score, step=result.step,
-                        state=copy.deepcopy(module.state_dict()))
+            best.update(score=score, step=step, state=copy.deepcopy(module.state_dict()))
 
     torch.manual_seed(settings.seed)
-    trainer.fit(batches(), steps, callbacks=[on_step], progress=settings.progress, desc=desc)
+    fit(trainer, batches(), steps,
+        Cadence(evaluate=on_dev, evaluate_at=lambda step: step % per_epoch == 0 or step == steps),
+        progress=settings.progress, desc=desc)
     module.load_state_dict(best["state"])
     module.eval()
     return best["score"], best["step"]

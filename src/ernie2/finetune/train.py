@@ -16,6 +16,7 @@ from ernie2.finetune.model import FinetuneModel
 from ernie2.model.batch import Feature, collate, length_batches
 from ernie2.training import distributed as dist_util
 from ernie2.training.snapshots import CheckpointManager, rng_state, set_rng_state
+from ernie2.training.fit import Cadence, fit
 from ernie2.training.loop import LoopState, Trainer
 from ernie2.training.optim import WarmupLinear, make_optimizer, warmup_steps
 from ernie2.training.precision import measure_peak_flops
@@ -176,25 +177,20 @@ def train(model: FinetuneModel, features: Sequence[dict], settings, evaluator: E
                     "trainer": {k: v for k, v in trainer.state_dict().items() if k != "optimizer"}}
             ckpt.save(step, model.state_dict(), opt.state_dict(), meta, {"rng": rng_state()})
 
-    def after_step(result) -> bool:
-        step = result.step
-        if step % spe == 0 or step == total or (settings.eval_every and
-                                                step % settings.eval_every == 0):
-            evaluate(step)
-        if settings.checkpoint_every and step % settings.checkpoint_every == 0 and step < total:
-            save(step)
-        return bool(stop and stop(step))
-
+    cadence = Cadence(
+        evaluate=evaluate, save=save,
+        evaluate_at=lambda step: (step % spe == 0 or step == total
+                                  or bool(settings.eval_every and step % settings.eval_every == 0)),
+        save_at=lambda step: bool(settings.checkpoint_every
+                                  and step % settings.checkpoint_every == 0 and step < total),
+        stop_at=lambda step: bool(stop and stop(step)))
     logger.info("fine-tuning %s: %d steps (%d per epoch), batch %d%s, %s on %s%s", model.task.name,
                 total, spe, settings.batch_size,
                 f" in micro-batches of {settings.micro_batch_size}"
                 if settings.micro_batch_size else "", precision, device,
                 f", {world} processes" if world > 1 else "")
-    log.restart_clock()
-    if trainer.state.step < total:
-        trainer.fit(steps, total, [log, after_step], progress=settings.progress,
-                    desc=f"fine-tune {model.task.name}")
-    log.flush(trainer.state.step)
+    fit(trainer, steps, total, cadence, logger=log, progress=settings.progress,
+        desc=f"fine-tune {model.task.name}")
     log.close()
     return TrainOutcome(trainer.state.step, total, trainer.state.step >= total, log.records)
 
