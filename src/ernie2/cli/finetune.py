@@ -37,6 +37,7 @@ SIZES = ("test", "mini", "small", "medium", "base", "large", "ernie-tiny")
 
 
 def add_arguments(p):
+    # Long: the command's flag table, one statement a flag, read top to bottom.
     p.add_argument("--task", choices=TASKS, help="task type (a preset implies one)")
     p.add_argument("--data_dir", help="directory with train, dev and test files")
     p.add_argument("--from_pretrained", "--init_checkpoint", dest="from_pretrained",

@@ -372,7 +372,10 @@ def read_squad(path: str | os.PathLike, need_answers: bool = True) -> list[MrcEx
     """SQuAD v1 JSON: data[].paragraphs[].context with qas[].question, id, answers[].text and
     answer_start. An answer_start that does not point at its text is moved to the nearest
     occurrence of the text (some released sets are off by a few characters); an answer that
-    does not occur in its context is an error."""
+    does not occur in its context is an error.
+
+    Long: one pass over the nested JSON, each level checked where it is read, so every error
+    names the exact place."""
     path = Path(path)
     raw = _read_json(path)
     data = raw.get("data") if isinstance(raw, dict) else None

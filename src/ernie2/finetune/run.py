@@ -268,6 +268,8 @@ def finetune(settings: FinetuneSettings, *, stop: Callable[[int], bool] | None =
 
 
 def _finetune(settings: FinetuneSettings, stop) -> FinetuneResult:
+    # Long: the fine-tuning run in order (data, labels, model, train, test, baseline, the
+    # result files); each step is a call, and splitting it would only pass its locals around.
     task = get_task_type(settings.task)
     data_dir, out_dir = Path(settings.data_dir), Path(settings.output_dir)
     if not data_dir.is_dir():

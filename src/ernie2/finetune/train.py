@@ -107,10 +107,15 @@ def train(model: FinetuneModel, features: Sequence[dict], settings, evaluator: E
           out_dir: Path, device: torch.device, precision: str, pad_id: int,
           fingerprint: dict[str, Any], stop: Callable[[int], bool] | None = None
           ) -> TrainOutcome:
-    """Train with `ernie2.training.Trainer`. Evaluates (rank 0; the others wait) after each
+    """Train with `ernie2.training.Trainer` (the fine-tuning recipe: set up the optimizer,
+    resume, fit with its cadence, and the checkpoints it saves). Evaluates (rank 0; the others
+    wait) after each
     epoch and every `settings.eval_every` steps; saves a checkpoint every
     `settings.checkpoint_every` steps; with `settings.resume`, continues from the newest one.
-    `stop(step)` ends the run after that step without saving (a test hook for resume)."""
+    `stop(step)` ends the run after that step without saving (a test hook for resume).
+
+    Long: the recipe in order, set-up and resume then the fit; its closures (`evaluate`,
+    `save`) share the run's state."""
     rank, world = dist_util.rank(), dist_util.world_size()
     steps = FeatureSteps(features, settings.batch_size, settings.micro_batch_size,
                          settings.seed, pad_id, rank, world)

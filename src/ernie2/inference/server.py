@@ -276,7 +276,10 @@ def _json_response(payload: Any, status: int = 200):
 
 
 def create_app(service: Service):
-    """The FastAPI application; its lifespan starts and stops the batching worker."""
+    """The FastAPI application; its lifespan starts and stops the batching worker.
+
+    Long: the routes and error handlers, each a short nested function FastAPI needs defined
+    against this app, one after another."""
     from fastapi.exceptions import RequestValidationError
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException

@@ -456,7 +456,10 @@ def _non_finite(node: Any, path: list) -> list | None:
 
 
 def validate(cfg: PretrainConfig, text: str | None = None) -> None:
-    """Checks across keys (the types are checked while reading)."""
+    """Checks across keys (the types are checked while reading).
+
+    Long: one check after another, each naming the key it is about; they share nothing but the
+    reader that words the errors."""
     r = _Reader(cfg.source, text)
     bad = _non_finite(cfg, [])
     if bad:

@@ -127,6 +127,9 @@ class Trainer:
         return t[0], t[1]
 
     def train_step(self, micro_batches: list[Any]) -> StepResult:
+        """One optimizer step. Long: the step in the order it runs (units, forward/backward
+        of each micro-batch, the one read-back, the all-reduce, clipping, the update or the
+        skip); the weighting of the module docstring is spread over it and reads best whole."""
         if not micro_batches:
             raise ValueError("an optimizer step needs at least one micro-batch")
         self.module.train()
