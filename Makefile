@@ -36,7 +36,10 @@ compare: setup
 quickstart: setup
 	$(PY) examples/quickstart.py
 
+# The layers contract (pyproject's [tool.importlinter]), the lint rules ([tool.ruff]), the tests.
 test: setup
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/ruff check src tests
 	$(PY) -m pytest tests
 
 bench: setup

@@ -25,8 +25,8 @@ import torch
 from ernie2 import ErnieConfig, ErnieModel, ErnieTokenizer
 from ernie2.corpus.reviews import review_texts
 from ernie2.finetune import FinetuneSettings, TaskOptions, finetune, samples
-from ernie2.inference.augment import AugmentOptions
-from ernie2.inference.distill import DistillSettings, distill, format_report
+from ernie2.finetune.augment import AugmentOptions
+from ernie2.finetune.distill import DistillSettings, distill, format_report
 
 
 def main():

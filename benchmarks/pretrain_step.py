@@ -72,9 +72,9 @@ def pad(examples, width: int | None = None):
 
 def pack_by_tokens(examples, budget: int):
     """Micro-batches of at most `budget` padded tokens, longest first: the trainer's packing."""
-    from ernie2.training.data import pack
+    from ernie2.model.batch import length_batches
     return [[examples[i] for i in group]
-            for group in pack([len(ids) for ids, _ in examples], None, budget)]
+            for group in length_batches([len(ids) for ids, _ in examples], None, budget)]
 
 
 def peak_matmul(precision: str, n: int = 2048, seconds: float = 1.0) -> float:
@@ -121,7 +121,7 @@ def run_variant(name: str, args) -> dict:
             opt.step()
             opt.zero_grad(set_to_none=True)
     else:
-        from ernie2.tasks.base import IGNORE_INDEX
+        from ernie2.model.heads import IGNORE_INDEX
         from ernie2.training.loop import Trainer
         from ernie2.training.optim import WarmupLinear, make_optimizer
 

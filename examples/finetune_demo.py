@@ -100,7 +100,7 @@ def probe(starts: dict[str, Path], data_dir: Path, max_len: int) -> dict[str, di
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from ernie2.finetune.inference import encode, load_encoder_and_tokenizer
+    from ernie2.inference.encode import encode, load_encoder_and_tokenizer
 
     def split(name):
         rows = [ln.split("\t") for ln in

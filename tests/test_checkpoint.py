@@ -10,7 +10,7 @@ import torch
 
 from ernie2 import ErnieModel
 from ernie2.cli import main as cli_main
-from ernie2.model.checkpoint import canonical_name, read_checkpoint, scheme_name
+from ernie2.model.checkpoint import read_checkpoint
 from ernie2.model.paddle_io import (PaddleFormatError, lodtensor_bytes, read_lodtensor,
                                     write_lodtensor, write_pdparams)
 
@@ -23,11 +23,78 @@ PADDLE_CONFIG = {"attention_probs_dropout_prob": 0.1, "hidden_act": "relu",
                  "vocab_size": 99, "intermediate_size": 37}
 
 
+LAYERS = PADDLE_CONFIG["num_hidden_layers"]
+
+
+def paddle_names(scheme: str) -> dict[str, str]:
+    """transformers' ErnieForPreTraining parameter names -> their names in a Paddle checkpoint
+    ("static": params/ files; "dygraph": the ERNIE repo's saved_weights.pdparams; "paddlenlp":
+    model_state.pdparams), written out by hand from those formats, not from ernie2's table."""
+    assert scheme in ("static", "dygraph", "paddlenlp"), scheme
+    st, dy = scheme == "static", scheme == "dygraph"
+
+    def linear(hf, static, dygraph, paddlenlp):
+        name = static if st else dygraph if dy else paddlenlp
+        return {f"{hf}.weight": name + (".w_0" if st else ".weight"),
+                f"{hf}.bias": name + (".b_0" if st else ".bias")}
+
+    def norm(hf, static, dygraph, paddlenlp):
+        name = static if st else dygraph if dy else paddlenlp
+        return {f"{hf}.weight": name + ("_scale" if st else ".weight"),
+                f"{hf}.bias": name + ("_bias" if st else ".bias")}
+
+    e = "ernie.embeddings."
+    names = {
+        e + "word_embeddings.weight": "word_embedding" if st else "word_emb.weight" if dy
+        else e + "word_embeddings.weight",
+        e + "position_embeddings.weight": "pos_embedding" if st else "pos_emb.weight" if dy
+        else e + "position_embeddings.weight",
+        e + "token_type_embeddings.weight": "sent_embedding" if st else "sent_emb.weight" if dy
+        else e + "token_type_embeddings.weight",
+        e + "task_type_embeddings.weight": "task_embedding" if st else "task_emb.weight" if dy
+        else e + "task_type_embeddings.weight",
+        **norm(e + "LayerNorm", "pre_encoder_layer_norm", "ln", e + "layer_norm"),
+        **linear("ernie.pooler.dense", "pooled_fc", "pooler", "ernie.pooler.dense"),
+        **linear("cls.predictions.transform.dense", "mask_lm_trans_fc", "mlm",
+                 "cls.predictions.transform"),
+        **norm("cls.predictions.transform.LayerNorm", "mask_lm_trans_layer_norm", "mlm_ln",
+               "cls.predictions.layer_norm"),
+        "cls.predictions.bias": "mask_lm_out_fc.b_0" if st else "mlm_bias" if dy
+        else "cls.predictions.decoder_bias",
+        **linear("cls.seq_relationship", "next_sent_fc", "pooler_heads.0.nsp",
+                 "cls.seq_relationship"),
+    }
+    for i in range(LAYERS):
+        hf, sp, dp, np_ = (f"ernie.encoder.layer.{i}.", f"encoder_layer_{i}_",
+                           f"encoder_stack.block.{i}.", f"ernie.encoder.layers.{i}.")
+        for part, dy_short, nlp_short in (("query", "q", "q_proj"), ("key", "k", "k_proj"),
+                                          ("value", "v", "v_proj")):
+            names.update(linear(f"{hf}attention.self.{part}", f"{sp}multi_head_att_{part}_fc",
+                                f"{dp}attn.{dy_short}", f"{np_}self_attn.{nlp_short}"))
+        names.update(linear(f"{hf}attention.output.dense", f"{sp}multi_head_att_output_fc",
+                            f"{dp}attn.o", f"{np_}self_attn.out_proj"))
+        names.update(norm(f"{hf}attention.output.LayerNorm", f"{sp}post_att_layer_norm",
+                          f"{dp}ln1", f"{np_}norm1"))
+        names.update(linear(f"{hf}intermediate.dense", f"{sp}ffn_fc_0", f"{dp}ffn.i",
+                            f"{np_}linear1"))
+        names.update(linear(f"{hf}output.dense", f"{sp}ffn_fc_1", f"{dp}ffn.o", f"{np_}linear2"))
+        names.update(norm(f"{hf}output.LayerNorm", f"{sp}post_ffn_layer_norm", f"{dp}ln2",
+                          f"{np_}norm2"))
+    return names
+
+
+# Tensors of transformers' model a Paddle checkpoint does not hold: the MLM decoder is tied to
+# the word embedding, position ids are a buffer.
+NOT_IN_PADDLE = {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias",
+                 "ernie.embeddings.position_ids"}
+
+
 @pytest.fixture(scope="module")
 def reference():
-    """A transformers ErnieForPreTraining with random weights (MLM and NSP heads)."""
+    """A transformers ErnieForPreTraining with random weights (MLM and NSP heads), and its
+    tensors by transformers' names."""
     torch.manual_seed(7)
-    cfg = transformers.ErnieConfig(vocab_size=99, hidden_size=32, num_hidden_layers=3,
+    cfg = transformers.ErnieConfig(vocab_size=99, hidden_size=32, num_hidden_layers=LAYERS,
                                    num_attention_heads=4, intermediate_size=37,
                                    max_position_embeddings=64, type_vocab_size=4,
                                    use_task_id=True, task_type_vocab_size=3,
@@ -35,12 +102,10 @@ def reference():
     model = transformers.ErnieForPreTraining(cfg).eval()
     for p in model.parameters():  # make every tensor distinctive, biases included
         p.data.add_(torch.randn_like(p) * 0.05)
-    canon = {}
-    for k, v in model.state_dict().items():
-        c = canonical_name(k)
-        if c is not None:
-            canon[c] = v.clone()
-    return model, canon
+    tensors = {k: v.clone() for k, v in model.state_dict().items() if k not in NOT_IN_PADDLE}
+    missing = set(tensors) - set(paddle_names("static"))
+    assert not missing, f"no Paddle name written for {sorted(missing)}"
+    return model, tensors
 
 
 def batch():
@@ -53,18 +118,18 @@ def batch():
     return ids, sent, task, (ids != 0).long()
 
 
-def write_paddle(canon, scheme, with_task=True):
-    """Rename canonical tensors to `scheme` and transpose Linear weights to Paddle's [in, out]."""
+def write_paddle(tensors, scheme, with_task=True):
+    """Rename transformers' tensors to `scheme` and transpose Linear weights to Paddle's
+    [in, out] (embedding tables stay [rows, hidden])."""
+    names = paddle_names(scheme)
     out = {}
-    for c, t in canon.items():
-        if not with_task and "task_type" in c:
+    for hf, t in tensors.items():
+        if not with_task and "task_type" in hf:
             continue
-        name = scheme_name(c, scheme)
-        assert name is not None, (c, scheme)
         a = t.numpy()
-        if a.ndim == 2 and not c.startswith("embeddings."):
+        if a.ndim == 2 and ".embeddings." not in hf:
             a = a.T
-        out[name] = np.ascontiguousarray(a)
+        out[names[hf]] = np.ascontiguousarray(a)
     return out
 
 

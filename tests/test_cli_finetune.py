@@ -10,7 +10,9 @@ import torch
 from ernie2.cli import build_parser, main
 from ernie2.cli.finetune import settings_from_args
 from ernie2.finetune import FinetuneModel, samples
-from ernie2.finetune.inference import encode, load_encoder_and_tokenizer, load_mlm, predict
+from ernie2.inference.encode import encode, load_encoder_and_tokenizer
+from ernie2.inference.fill_mask import load_mlm
+from ernie2.inference.predict import predict
 from ernie2.finetune.readers import read_ner_tsv, read_text_tsv
 from ernie2.model import ErnieConfig, ErnieModel, MaskedLMHead
 from ernie2.tokenizer import ErnieTokenizer

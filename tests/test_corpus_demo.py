@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest_data import SMALL_EN_DOCS, SMALL_ZH_DOCS, demo_small  # noqa: F401
-
+from demo_data import SMALL_EN_DOCS, SMALL_ZH_DOCS, demo_small  # noqa: F401
 from ernie2.cli import main
 from ernie2.corpus import iter_documents
 from ernie2.tokenizer import SPECIAL_TOKENS, ErnieTokenizer, read_vocab

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from ernie2.corpus import Annotator, AnnotationOptions, Lexicon, make_sentences
+from ernie2.corpus import AnnotationOptions, Annotator, Lexicon, make_sentences
 from ernie2.corpus.annotate import capitalized_names, jieba_spans, match_lexicon
+from ernie2.corpus.document import Document, Sentence, Span
 from ernie2.corpus.text import detect_lang, split_sentences
-from ernie2.tasks.base import Document, Sentence, Span
 
 
 def pieces(text, lang):

@@ -85,7 +85,7 @@ def test_unknown_pooling_is_refused():
 
 
 def test_fill_mask_reads_an_untied_decoder_back(tmp_path):
-    from ernie2.finetune.inference import load_mlm
+    from ernie2.inference.fill_mask import load_mlm
 
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]",

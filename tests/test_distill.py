@@ -13,9 +13,9 @@ import torch.nn.functional as F
 
 from ernie2 import ErnieConfig, ErnieModel, ErnieTokenizer
 from ernie2.inference import runtime
-from ernie2.inference.augment import MASK, AugmentOptions, Augmenter, encode_with_masks
-from ernie2.inference.bow import BowClassifier, build_words, segment
-from ernie2.inference.distill import DistillSettings, distill, distill_loss, format_report
+from ernie2.finetune.augment import MASK, Augmenter, AugmentOptions, encode_with_masks
+from ernie2.finetune.bow import BowClassifier, build_words, segment
+from ernie2.finetune.distill import DistillSettings, distill, distill_loss, format_report
 
 pytest.importorskip("snownlp")
 
@@ -140,7 +140,7 @@ def sentiment(tmp_path_factory):
     characters, with a head along a random direction of its pooled output, centered on the
     training texts so both labels are common."""
     from ernie2.finetune import FinetuneModel, Labels, TaskOptions, get_task_type, samples
-    from ernie2.finetune.inference import run_model
+    from ernie2.finetune.evaluate import run_model
 
     root = tmp_path_factory.mktemp("distill")
     data = samples.sentiment(root / "data", sizes=(300, 60, 60))
@@ -241,7 +241,7 @@ def test_bad_setups_are_refused(sentiment, tmp_path):
 
 
 def test_transfer_set_round_trip_and_reuse(sentiment, tmp_path):
-    from ernie2.inference.distill import read_transfer, write_transfer
+    from ernie2.finetune.distill import read_transfer, write_transfer
     root, data = sentiment
     probs = np.array([[0.25, 0.75], [0.5, 0.5]], dtype=np.float32)
     write_transfer(tmp_path / "t.tsv", ["好", "差了"], np.array([1, -1]), probs, ["0", "1"])

@@ -176,7 +176,7 @@ def test_every_checkpoint_damaged_is_one_clear_error(full, tmp_path):
 def test_a_crash_mid_swap_puts_the_checkpoint_back(tmp_path):
     """A step saved again (after a resume) swaps the old copy out as .old-step-N before the new
     one moves in; a crash between the two renames must not lose step N."""
-    from ernie2.training.checkpoints import rng_state
+    from ernie2.training.snapshots import rng_state
 
     manager = CheckpointManager(tmp_path, keep=2)
     opt = {"state": {}, "param_groups": [{"lr": 0.1, "params": []}]}
@@ -190,7 +190,7 @@ def test_a_crash_mid_swap_puts_the_checkpoint_back(tmp_path):
 
 def test_disk_full_during_a_save_keeps_the_previous_checkpoint(full, tmp_path, monkeypatch,
                                                               capsys):
-    import ernie2.training.checkpoints as ck
+    import ernie2.training.snapshots as ck
 
     cfg, final = full
     cfg, cfg_file = _run_config(cfg, tmp_path)
@@ -258,7 +258,7 @@ def test_kill_9_at_random_moments_resumes_bit_identical(full, tmp_path):
     ckpts = CheckpointManager(Path(cfg["output_dir"]) / "checkpoints")
     rng = random.Random(14)
     lock = Path(cfg["output_dir"]) / ".lock"
-    for trial in range(4):
+    for _trial in range(4):
         done = int(ckpts.latest().name.split("-")[1]) if ckpts.latest() else 0
         pid = _fork(["pretrain", str(cfg_file), "--no-progress", "--resume"], tmp_path / "log")
         _wait_for_step(pid, ckpts, done + 1)

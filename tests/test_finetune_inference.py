@@ -5,9 +5,11 @@ import pytest
 import torch
 
 from ernie2.finetune import FinetuneModel, Labels, TaskOptions, get_task_type
-from ernie2.finetune.inference import (encode, encode_file, fill_mask, load_encoder_and_tokenizer,
-                                       load_mlm, module_device, predict, run_model,
-                                       write_embeddings)
+from ernie2.inference.encode import encode, encode_file, load_encoder_and_tokenizer, write_embeddings
+from ernie2.inference.fill_mask import fill_mask, load_mlm
+from ernie2.model.batch import module_device
+from ernie2.inference.predict import predict
+from ernie2.finetune.evaluate import run_model
 from ernie2.finetune.readers import TextExample
 from ernie2.model import ErnieConfig, ErnieModel, MaskedLMHead
 from ernie2.tokenizer import ErnieTokenizer

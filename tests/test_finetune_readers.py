@@ -2,8 +2,8 @@
 
 import pytest
 
-from ernie2.finetune.readers import (DataError, Labels, collect_labels, read_label_map,
-                                     read_ner, read_ner_columns, read_ner_tsv, read_text_tsv,
+from ernie2.finetune.readers import (DataError, Labels, collect_labels, read_label_map, read_ner,
+                                     read_ner_columns, read_ner_tsv, read_text_tsv,
                                      strip_cjk_spaces, write_label_map)
 from ernie2.finetune.task_types import TaskOptions, get_task_type
 from ernie2.tokenizer import ErnieTokenizer
@@ -71,7 +71,7 @@ def test_tsv_errors_name_file_line_and_problem(tmp_path, content, kwargs, match)
 
 def test_not_utf8_is_an_error_naming_the_file(tmp_path):
     p = tmp_path / "bad.tsv"
-    p.write_bytes("text_a\tlabel\n".encode() + "中文\t1\n".encode("gbk"))
+    p.write_bytes(b"text_a\tlabel\n" + "中文\t1\n".encode("gbk"))
     with pytest.raises(DataError, match=r"bad.tsv: not UTF-8"):
         read_text_tsv(p)
 

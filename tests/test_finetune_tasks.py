@@ -10,13 +10,13 @@ import torch
 
 from ernie2.finetune import (PRESETS, TASK_TYPES, FinetuneModel, FinetuneSettings, TaskOptions,
                              finetune, get_preset, get_task_type, preset_values, samples)
-from ernie2.finetune.batching import collate
-from ernie2.finetune.inference import evaluate, predict
+from ernie2.model.batch import collate
+from ernie2.finetune.evaluate import evaluate
+from ernie2.inference.predict import predict
 from ernie2.finetune.readers import read_ner_tsv, read_text_tsv
 from ernie2.finetune.run import find_split
 from ernie2.model import ErnieConfig, ErnieModel
 from ernie2.tokenizer import ErnieTokenizer
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -217,7 +217,10 @@ def test_presets_cover_the_seed_readme_datasets_with_known_task_types():
     assert wanted <= set(PRESETS)
     for p in PRESETS.values():
         assert p.task in TASK_TYPES
-        assert p.main_metric in _metric_names(p.task), p
+        assert p.metric in _metric_names(p.task), p
+        # a preset names its metric only where it differs from its task type's
+        assert p.main_metric in (None, *_metric_names(p.task)), p
+        assert p.main_metric != TASK_TYPES[p.task].main_metric, p
         TaskOptions.from_dict({"max_len": p.max_seq_len, **dict(p.options)})
 
 

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from ernie2.finetune import FinetuneModel, FinetuneSettings, TaskOptions, finetune, samples
-from ernie2.finetune.batching import collate
+from ernie2.model.batch import collate
 from ernie2.finetune.train import FeatureSteps
 from ernie2.model import ErnieModel
 from ernie2.tokenizer import ErnieTokenizer
@@ -93,7 +93,7 @@ def test_four_micro_batches_of_8_equal_a_batch_of_32(case, ner_setup, cls_setup)
 
 def test_feature_steps_cover_each_epoch_once_and_shares_partition_a_batch(ner_setup):
     _, feats, pad = _features("ner", *ner_setup, n=50)
-    steps = FeatureSteps(feats, 16, 5, seed=3, pad_id=pad, device=torch.device("cpu"))
+    steps = FeatureSteps(feats, 16, 5, seed=3, pad_id=pad)
     assert steps.steps_per_epoch == 4  # 16 + 16 + 16 + 2
     seen = []
     for _ in range(4):
@@ -102,14 +102,14 @@ def test_feature_steps_cover_each_epoch_once_and_shares_partition_a_batch(ner_se
         seen += [i for s in [steps.share(steps.position - 1)] for i in s]
     assert sorted(seen) == list(range(50))
     # Two ranks split every global batch between them, and step s is rebuilt from s alone.
-    ranks = [FeatureSteps(feats, 16, None, 3, pad, torch.device("cpu"), r, 2) for r in (0, 1)]
+    ranks = [FeatureSteps(feats, 16, None, 3, pad, r, 2) for r in (0, 1)]
     for s in (0, 5, 7):
         assert sorted(ranks[0].share(s) + ranks[1].share(s)) == sorted(steps.share(s))
     # A last batch too small for every process joins the one before it.
-    odd = FeatureSteps(feats[:33], 16, None, 3, pad, torch.device("cpu"), 0, 2)
+    odd = FeatureSteps(feats[:33], 16, None, 3, pad, 0, 2)
     assert [len(b) for b in odd.epoch_batches(0)] == [16, 17]
     with pytest.raises(ValueError, match="smaller than the 4 processes"):
-        FeatureSteps(feats, 3, None, 3, pad, torch.device("cpu"), 0, 4)
+        FeatureSteps(feats, 3, None, 3, pad, 0, 4)
 
 
 def test_micro_batches_end_to_end_give_the_same_model(ner_setup, tmp_path):

@@ -70,16 +70,16 @@ def count_segmenter(monkeypatch):
 
 def test_a_raw_corpus_is_segmented_once_and_reused(tmp_path, monkeypatch, count_segmenter,
                                                     caplog):
-    from ernie2.training.config import load_config
-    from ernie2.training.pretrain import PretrainRun
     from ernie2.tasks import stream_examples
+    from ernie2.training.config import load_config
+    from ernie2.training.pretraining import PretrainRun
 
     monkeypatch.setenv("ERNIE2_CORPUS_CACHE", str(tmp_path / "cache"))
     cfg = raw_config(tmp_path)
     _, _, sentences = raw_zh_corpus(tmp_path)
     caplog.set_level(logging.INFO, logger="ernie2")
     run = PretrainRun(load_config(cfg))
-    run.build()
+    run.setup()
     # Two tasks, a held-out set each over several passes: still one segmentation per sentence.
     assert len(count_segmenter) == sentences
     assert "segmenting and annotating it once" in caplog.text
@@ -91,7 +91,7 @@ def test_a_raw_corpus_is_segmented_once_and_reused(tmp_path, monkeypatch, count_
     count_segmenter.clear()
     caplog.clear()
     again = PretrainRun(load_config({**cfg, "output_dir": str(tmp_path / "run2")}))
-    again.build()
+    again.setup()
     assert count_segmenter == []
     assert "reusing its prepared copy" in caplog.text
     assert {n: [e.input_ids for e in exs] for n, exs in again.heldout.items()} == first

@@ -18,7 +18,8 @@ import torch
 
 from ernie2 import ErnieModel, ErnieTokenizer
 from ernie2.cli import main as cli_main
-from ernie2.model import hub
+from ernie2 import hub
+from ernie2.model.checkpoint import convert
 from ernie2.model.paddle_io import lodtensor_bytes, write_lodtensor, write_pdparams
 
 V, H, I, L, P = 40, 32, 37, 2, 64  # vocab, hidden, intermediate, layers, positions
@@ -261,7 +262,7 @@ def test_dygraph_archive_with_top_directory(server, home, tmp_path, static):
     info = archive_model(server, tmp_path, static, name="tiny-dy", path="/dy/model.tar.gz",
                          layout="dygraph", prefix="ernie1.0_dir")
     with hub.registered(info):
-        path = hub.resolve("tiny-dy")
+        path = hub.resolve("tiny-dy", convert=convert)
         assert_matches(ErnieModel.from_pretrained(path), static)
         assert json.loads((path / "source.json").read_text())["format"] == "pdparams"
         assert ErnieTokenizer.from_pretrained("tiny-dy").vocab["[MASK]"] == 3
@@ -317,7 +318,7 @@ def test_corrupt_partial_file_fails_checksum_then_nothing_is_left(server, home, 
     info = model_info(info.name, hub.ArchiveSource(hub.Download(
         server.base + "/m/tiny.tar.gz", sha256=hashlib.sha256(data).hexdigest())))
     with hub.registered(info), pytest.raises(hub.ModelUnavailableError, match="sha256"):
-        hub.resolve("tiny-static", retries=0)
+        hub.resolve("tiny-static", convert=convert, retries=0)
     assert leftovers(home) == []
     # the next load starts clean and succeeds
     with hub.registered(info):
@@ -368,7 +369,7 @@ def test_unsafe_archive_is_refused(server, home, tmp_path, static, kind):
     why = "is a link" if kind.endswith("link") else "points outside"
     with hub.registered(info), pytest.raises(hub.ModelUnavailableError,
                                              match=f"refused: member .* {why}"):
-        hub.resolve("evil")
+        hub.resolve("evil", convert=convert)
     assert not (tmp_path / "escaped.txt").exists()
     assert not (home / "escaped.txt").exists() and not (home / "tmp" / "escaped.txt").exists()
     assert leftovers(home) == []  # the refused download is not kept
@@ -428,7 +429,7 @@ def test_unreachable_source_says_what_was_tried(home, tmp_path):
     url = f"http://127.0.0.1:{port}/ERNIE_x.tar.gz"
     info = model_info("tiny-gone", hub.ArchiveSource(hub.Download(url)))
     with hub.registered(info), pytest.raises(hub.ModelUnavailableError) as err:
-        hub.resolve("tiny-gone", retries=0)
+        hub.resolve("tiny-gone", convert=convert, retries=0)
     msg = str(err.value)
     assert url in msg and "cannot connect" in msg
     assert f"save it as {home / 'downloads' / 'tiny-gone' / 'ERNIE_x.tar.gz'}" in msg
@@ -486,7 +487,7 @@ def test_concurrent_loads_download_once(server, home, tmp_path, static):
 
     def load():
         try:
-            results.append(hub.resolve("tiny-static"))
+            results.append(hub.resolve("tiny-static", convert=convert))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -701,7 +702,7 @@ def test_stale_work_directories_of_that_model_only_are_cleared(server, home, tmp
         d.mkdir(parents=True)
         (d / "junk").write_text("x")
     with hub.registered(info):
-        hub.resolve("tiny-static")
+        hub.resolve("tiny-static", convert=convert)
     assert not mine.exists() and other.exists()
 
 
@@ -730,7 +731,7 @@ def test_truncated_archive_offline_is_reported_and_not_reused(server, home, tmp_
     monkeypatch.setenv("ERNIE2_OFFLINE", "1")
     with hub.registered(info), pytest.raises(hub.ModelUnavailableError,
                                              match="truncated or corrupt archive"):
-        hub.resolve("tiny-static")
+        hub.resolve("tiny-static", convert=convert)
     assert not placed.exists()
     monkeypatch.delenv("ERNIE2_OFFLINE")
     with hub.registered(info):

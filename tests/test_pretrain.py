@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from ernie2 import ErnieConfig, ErnieModel
 from ernie2.model.checkpoint import read_checkpoint
 from ernie2.training import CheckpointManager, pretrain
-from ernie2.training.checkpoints import rng_state, set_rng_state
+from ernie2.training.snapshots import rng_state, set_rng_state
 from test_training_toytasks import base_config, spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ def test_resume_keeps_the_precision_auto_chose(uninterrupted, tmp_path, monkeypa
     """precision = "auto" times fp32 against bf16 on a CPU that has bf16; the timing may come out
     the other way when the run resumes, and the resumed run must keep the checkpoint's choice."""
     import importlib
-    pt = importlib.import_module("ernie2.training.pretrain")  # the package exports pretrain()
+    pt = importlib.import_module("ernie2.training.pretraining")
     cfg, full = uninterrupted
     cfg = {**cfg, "output_dir": str(tmp_path / "run"),
            "train": {**cfg["train"], "precision": "auto"}}
@@ -151,7 +151,7 @@ def test_killed_subprocess_resumes_to_the_same_weights(tmp_path):
 
 
 def test_crash_during_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
-    import ernie2.training.checkpoints as ck
+    import ernie2.training.snapshots as ck
 
     manager = CheckpointManager(tmp_path / "ckpt", keep=2)
     model = {"w": torch.arange(6.0).reshape(2, 3)}
@@ -185,7 +185,7 @@ def test_rng_state_round_trips_through_json(tmp_path):
 
     import numpy as np
 
-    from ernie2.training.checkpoints import _jsonable, _unjson
+    from ernie2.training.snapshots import _jsonable, _unjson
 
     state = json.loads(json.dumps(_jsonable(rng_state())))
     a = (random.random(), np.random.rand(), torch.rand(3))
@@ -221,7 +221,7 @@ def test_custom_task_from_a_file_outside_the_package(tmp_path):
     task_file.write_text('''
 import torch.nn.functional as F
 from ernie2.model.heads import SequenceHead
-from ernie2.tasks.base import Example
+from ernie2.tasks.protocol import Example
 
 class LongDoc:
     """Does the document have more than four sentences?"""

@@ -5,7 +5,7 @@ and the plot are what the histories say."""
 import json
 
 import pytest
-from conftest_data import demo_small  # noqa: F401
+from demo_data import demo_small  # noqa: F401
 from example_scripts import load_example
 
 from ernie2.training.config import load_config

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ernie2.corpus import READERS
-from ernie2.finetune.readers import (read_label_map, read_ner, read_squad, read_text_tsv)
+from ernie2.finetune.readers import read_label_map, read_ner, read_squad, read_text_tsv
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])

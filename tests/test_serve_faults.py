@@ -17,8 +17,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from ernie2.inference import runtime  # noqa: E402
 from ernie2.inference.client import Client, ServerError  # noqa: E402
-from ernie2.inference.server import (BackgroundServer, ServeSettings, Service,  # noqa: E402
-                                     create_app)
+from ernie2.inference.server import BackgroundServer, ServeSettings, Service, create_app  # noqa: E402
 from test_serve_helpers import make_models  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -7,11 +7,14 @@ from collections import Counter
 from itertools import permutations
 
 import pytest
-from conftest_data import doc_of, make_tokenizer
 
-from ernie2.tasks import IGNORE_INDEX, Document, Sentence, Span, create_task
+from demo_data import doc_of, make_tokenizer
+from ernie2.corpus.document import Document, Sentence, Span
+from ernie2.model.heads import IGNORE_INDEX
+from ernie2.tasks import create_task
 from ernie2.tasks.capitalization import capitalization_labels
-from ernie2.tasks.common import mask_units, vocab_info
+from ernie2.tasks.masking import mask_units
+from ernie2.tasks.tokens import vocab_info
 from ernie2.tasks.sentence_reordering import (decode_permutation, encode_permutation,
                                               num_permutation_classes)
 

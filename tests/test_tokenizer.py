@@ -130,7 +130,7 @@ def test_vocab_train_cli(tmp_path, capsys):
 
 
 def test_length_batches_cover_every_index_once_within_limits():
-    from ernie2.tokenizer.batching import length_batches
+    from ernie2.model.batch import length_batches
 
     rng = random.Random(1)
     lengths = [rng.randint(1, 50) for _ in range(200)]

@@ -10,7 +10,7 @@ import pytest
 from ernie2.cli import main as cli_main
 from ernie2.training.config import (ConfigError, documented_keys, load_config, parse_override,
                                     shipped_configs)
-from ernie2.training.pretrain import plan_from_config
+from ernie2.training.pretraining import plan_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def test_every_shipped_config_parses_into_a_plan():
         assert plan.total_steps == sum(s.steps for s in cfg.stages) > 0
         for stage in plan.stages:
             assert sum(stage.counts.values()) == stage.steps
-        from ernie2.tasks.base import REGISTRY
+        from ernie2.tasks.registry import REGISTRY
         for st in cfg.stages:
             for t in st.tasks:
                 assert t.task in REGISTRY, (path.name, t.task)
@@ -76,7 +76,6 @@ def test_demo_configs_follow_the_ernie2_stage_order():
 
 def test_toml_and_yaml_read_the_same(tmp_path):
     import tomllib
-
     import yaml
 
     (tmp_path / "a.toml").write_text(GOOD, encoding="utf-8")

@@ -12,12 +12,13 @@ import torch
 
 from ernie2 import ErnieConfig, ErnieModel
 from ernie2.corpus.spec import iter_documents
-from ernie2.tasks.base import collate, create_task
+from ernie2.tasks.protocol import collate
+from ernie2.tasks.registry import create_task
 from ernie2.tokenizer import ErnieTokenizer
 from ernie2.training.data import units_of
 from ernie2.training.loop import NonFiniteLossError, Trainer, token_counts
-from ernie2.training.multitask import (MultiTaskModel, grow_task_embedding,
-                                       remap_optimizer_state, step_fn)
+from ernie2.training.multitask import (MultiTaskModel, grow_task_embedding, remap_optimizer_state,
+                                       step_fn)
 from ernie2.training.optim import WarmupLinear, make_optimizer, no_decay_names, warmup_linear
 from test_training_toytasks import spec, write_corpus
 
@@ -84,7 +85,7 @@ def test_four_micro_batches_of_8_equal_one_batch_of_32(toy, mixed):
         pool = [("mlm", e) for e in examples["mlm"][:32]]
     big, small = _model(tok, tasks), _model(tok, tasks)
     t_big, t_small = _trainer(big), _trainer(small)
-    for step in range(3):
+    for _step in range(3):
         rb = t_big.train_step(_micro([pool], tok.pad_id))
         rs = t_small.train_step(_micro(_split(pool, [8, 8, 8, 8]), tok.pad_id))
         for k in rb.losses:

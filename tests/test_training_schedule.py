@@ -7,8 +7,9 @@ from collections import Counter
 
 import pytest
 
-from ernie2.tasks.base import Example
-from ernie2.training.data import Batching, StageFeeder, compositions, count_mine, pack
+from ernie2.tasks.protocol import Example
+from ernie2.model.batch import length_batches
+from ernie2.training.data import Batching, StageFeeder, compositions, count_mine
 from ernie2.training.schedule import SCHEDULES, StageSpec, allocate, build_plan, interleave
 
 SPECS = [StageSpec("km", 100, [("km", None)]),
@@ -187,9 +188,9 @@ def test_feeder_token_budget_and_resume_position():
 
 
 def test_pack_and_rank_shares():
-    groups = pack([5, 30, 7, 29, 6], max_examples=2, max_tokens=None)
+    groups = list(length_batches([5, 30, 7, 29, 6], 2, None))
     assert groups == [[1, 3], [2, 4], [0]]
-    groups = pack([5, 30, 7, 29, 6], max_examples=None, max_tokens=60)
+    groups = list(length_batches([5, 30, 7, 29, 6], None, 60))
     assert all(max([5, 30, 7, 29, 6][i] for i in g) * len(g) <= 60 for g in groups)
     assert sorted(i for g in groups for i in g) == [0, 1, 2, 3, 4]
     assert [count_mine(3, 10, r, 3) for r in range(3)] == [3, 2, 2]  # slots 3,6,9 / 4,7 / 5,8

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ernie2.tasks.base import Example
+from ernie2.tasks.protocol import Example
 from ernie2.training.streams import TaskStream
 
 

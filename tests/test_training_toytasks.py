@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ernie2.model.heads import MaskedLMHead, SequenceHead, TokenHead
-from ernie2.tasks.base import IGNORE_INDEX, Example
+from ernie2.model.heads import IGNORE_INDEX, MaskedLMHead, SequenceHead, TokenHead
+from ernie2.tasks.protocol import Example
 
 N_WORDS = 40
 HERE = Path(__file__).resolve()
@@ -190,7 +190,8 @@ def base_config(tmp: Path, **changes) -> dict:
 def test_toy_tasks_follow_the_protocol(tmp_path):
     from ernie2 import ErnieConfig, ErnieModel
     from ernie2.corpus.spec import iter_documents
-    from ernie2.tasks.base import PretrainingTask, collate, create_task
+    from ernie2.tasks.protocol import PretrainingTask, collate
+    from ernie2.tasks.registry import create_task
     from ernie2.tokenizer import ErnieTokenizer
 
     corpus, vocab = write_corpus(tmp_path, n_docs=10)

@@ -1,4 +1,5 @@
-"""Small shared helpers: atomic file writes and logging set-up."""
+"""Small shared helpers: atomic file writes, lazy package exports, an identity cache, logging
+set-up."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import importlib.util
 import logging
 import os
 import tempfile
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Iterator, BinaryIO
+from typing import Any, BinaryIO
 
 logger = logging.getLogger("ernie2")
 
@@ -85,3 +88,35 @@ def package_file(package: str, relative: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from the installed {package} package")
     return path
+
+
+class IdentityCache:
+    """Values kept per object while the object lives, keyed by its identity: the object need not
+    be hashable, and an id reused after garbage collection never hits an old entry (each entry
+    holds a weak reference that must still point at the object asked about)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[weakref.ref, Any]] = {}
+
+    def get(self, obj: Any, default: Any = None) -> Any:
+        entry = self._entries.get(id(obj))
+        if entry is None or entry[0]() is not obj:
+            return default
+        return entry[1]
+
+    def setdefault(self, obj: Any, make: Callable[[], Any]) -> Any:
+        """The value for `obj`, made by `make()` when there is none yet."""
+        key = id(obj)
+        entry = self._entries.get(key)
+        if entry is None or entry[0]() is not obj:
+            entries = self._entries
+
+            def forget(ref, key=key):
+                if entries.get(key, (None,))[0] is ref:
+                    del entries[key]
+            entry = (weakref.ref(obj, forget), make())
+            entries[key] = entry
+        return entry[1]
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -105,7 +105,9 @@ def _show_documents(spec, n):
 def _show_examples(spec, args):
     from itertools import islice
 
-    from ernie2.tasks import IGNORE_INDEX, create_task, stream_examples
+    from ernie2.model.heads import IGNORE_INDEX
+    from ernie2.tasks import create_task, stream_examples
+    from ernie2.tasks.protocol import member
     from ernie2.tokenizer import ErnieTokenizer
 
     if not args.vocab:
@@ -114,7 +116,7 @@ def _show_examples(spec, args):
     task = create_task(args.task, tokenizer=tok, max_len=args.max_len, task_id=0,
                        **_options(args.option))
     stream = stream_examples(task, spec, seed=args.seed)
-    vocab_labels = getattr(task, "vocab_sized", False)  # masked-LM labels are token ids
+    vocab_labels = member(task, "vocab_sized")  # masked-LM labels are token ids
     for ex in islice(stream, args.n):
         tokens = tok.convert_ids_to_tokens(ex.input_ids)
         if isinstance(ex.labels, list):

@@ -8,8 +8,8 @@ HELP = "distill a fine-tuned classifier into a small ERNIE or a bag-of-words stu
 
 
 def add_arguments(p):
-    from ernie2.inference.augment import AugmentOptions
-    from ernie2.inference.distill import STUDENTS, DistillSettings
+    from ernie2.finetune.augment import AugmentOptions
+    from ernie2.finetune.distill import STUDENTS, DistillSettings
 
     d, a = DistillSettings("", ""), AugmentOptions()
     p.add_argument("--teacher", required=True, help="fine-tuned classify model directory")
@@ -45,8 +45,8 @@ def add_arguments(p):
 
 
 def run(args):
-    from ernie2.inference.augment import AugmentOptions
-    from ernie2.inference.distill import DistillSettings, distill, format_report
+    from ernie2.finetune.augment import AugmentOptions
+    from ernie2.finetune.distill import DistillSettings, distill, format_report
 
     aug = AugmentOptions(per_text=args.per_text, p_mask=args.p_mask, p_replace=args.p_replace,
                          p_ngram=args.p_ngram, ngram_max=args.ngram_max, seed=args.seed)
@@ -55,7 +55,8 @@ def run(args):
         student=args.student, student_size=args.student_size,
         student_layers=args.student_layers, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, temperature=args.temperature, alpha=args.alpha,
-        augment=aug, unlabeled=args.unlabeled, transfer=args.transfer, baseline=not args.no_baseline, seed=args.seed,
+        augment=aug, unlabeled=args.unlabeled, transfer=args.transfer,
+        baseline=not args.no_baseline, seed=args.seed,
         progress=not args.no_progress))
     print(format_report(result.report))
     print(f"student: {result.student_dir}" + (f"; baseline: {result.baseline_dir}"

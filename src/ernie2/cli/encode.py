@@ -28,7 +28,7 @@ def add_arguments(p):
 def run(args):
     from pathlib import Path
 
-    from ernie2.finetune.inference import encode_file
+    from ernie2.inference.encode import encode_file
     from ernie2.training.precision import resolve_device
 
     emb = encode_file(args.model, args.input, args.output, max_len=args.max_len,

@@ -24,7 +24,9 @@ def add_arguments(p):
 def run(args):
     import json
 
-    from ernie2.finetune.inference import fill_mask, load_mlm, read_texts
+    from ernie2.inference.fill_mask import fill_mask, load_mlm
+
+    from ernie2.inference.encode import read_texts
     from ernie2.training.precision import resolve_device
     from ernie2.utils import atomic_write_text
 

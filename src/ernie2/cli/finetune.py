@@ -37,6 +37,7 @@ SIZES = ("test", "mini", "small", "medium", "base", "large", "ernie-tiny")
 
 
 def add_arguments(p):
+    # Long: the command's flag table, one statement a flag, read top to bottom.
     p.add_argument("--task", choices=TASKS, help="task type (a preset implies one)")
     p.add_argument("--data_dir", help="directory with train, dev and test files")
     p.add_argument("--from_pretrained", "--init_checkpoint", dest="from_pretrained",
@@ -143,9 +144,10 @@ def _print_presets():
     print(f"{'preset':14s} {'task':9s} {'batch':>9s} {'lr':>14s} {'epochs':>6s} {'len':>4s} "
           f"metric")
     for p in PRESETS.values():
-        print(f"{p.name:14s} {p.task:9s} {'%d/%d' % p.batch_size:>9s} "
-              f"{'%g/%g' % p.learning_rate:>14s} {'%d/%d' % p.epochs:>6s} {p.max_seq_len:4d} "
-              f"{p.main_metric}")
+        batch, lr, epochs = p.batch_size, p.learning_rate, p.epochs
+        print(f"{p.name:14s} {p.task:9s} {f'{batch[0]}/{batch[1]}':>9s} "
+              f"{f'{lr[0]:g}/{lr[1]:g}':>14s} {f'{epochs[0]}/{epochs[1]}':>6s} {p.max_seq_len:4d} "
+              f"{p.metric}")
     print("(base/large)")
 
 

@@ -14,7 +14,7 @@ def add_arguments(p):
 
 
 def _row(info, home):
-    from ernie2.model import hub
+    from ernie2 import hub
 
     cached = hub.cached_path(info.name, home)
     return {"name": info.name, "language": info.language, "layers": info.layers,
@@ -28,7 +28,8 @@ def _row(info, home):
 def run(args):
     import json
 
-    from ernie2.model import hub
+    from ernie2 import hub
+    from ernie2.model.checkpoint import convert
 
     home = hub.cache_home()
     if args.path:
@@ -40,7 +41,7 @@ def run(args):
         return 0
     if args.download:
         for name in args.download:
-            path = hub.resolve(name, offline=True if args.offline else None)
+            path = hub.resolve(name, convert=convert, offline=True if args.offline else None)
             print(f"{name}: {path}")
         return 0
     rows = [_row(info, home) for info in hub.iter_models()]

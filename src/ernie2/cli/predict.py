@@ -69,12 +69,11 @@ def run(args):
     import json
     from pathlib import Path
 
-    from ernie2.finetune.inference import predict
+    from ernie2.inference.predict import predict
     from ernie2.finetune.model import FinetuneModel
+    from ernie2.finetune.task_types import get_task_type
     from ernie2.training.precision import resolve_device
     from ernie2.utils import atomic_write_text
-
-    from ernie2.finetune.task_types import get_task_type
 
     if not Path(args.input).is_file():
         raise FileNotFoundError(f"--input {args.input}: no such file")

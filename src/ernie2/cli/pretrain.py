@@ -47,7 +47,7 @@ def run(args):
         overrides["data_dir"] = args.data_dir
     cfg = load_config(args.config, overrides)
     if args.check:
-        from ernie2.training.pretrain import check
+        from ernie2.training.pretraining import check
         print("\n".join(check(cfg)))
         return 0
     from ernie2.training import pretrain

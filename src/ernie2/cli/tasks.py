@@ -21,6 +21,7 @@ def _placeholder_tokenizer():
 
 def run(args):
     from ernie2.tasks import REGISTRY, create_task
+    from ernie2.tasks.protocol import member
     from ernie2.tokenizer import ErnieTokenizer
 
     tok = ErnieTokenizer(args.vocab) if args.vocab else _placeholder_tokenizer()
@@ -28,9 +29,9 @@ def run(args):
     for spec in [*sorted(REGISTRY), *args.extra]:
         task = create_task(spec, tokenizer=tok, max_len=128, task_id=0)
         classes = str(task.num_classes)
-        if getattr(task, "vocab_sized", False) and not args.vocab:
+        if member(task, "vocab_sized") and not args.vocab:
             classes = "vocab"
-        rows.append((spec, task.kind, classes, getattr(task, "description", "")))
+        rows.append((spec, task.kind, classes, member(task, "description")))
     widths = [max(len(r[i]) for r in rows + [("task", "kind", "classes", "")]) for i in range(3)]
     print(f"{'task':<{widths[0]}}  {'kind':<{widths[1]}}  {'classes':>{widths[2]}}  description")
     for name, kind, classes, desc in rows:

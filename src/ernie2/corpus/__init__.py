@@ -1,5 +1,7 @@
 """Raw corpora to annotated Documents: readers, sentence splitting, segmentation, spans, demo data.
 
+The document model (Document, Sentence, Span) is in corpus.document. The package exports lazily.
+
 API (what the trainer and the CLI call):
 
     spec = CorpusSpec.from_dict({"path": "data/demo/corpus_zh.jsonl", "format": "auto",
@@ -19,21 +21,27 @@ wiki (MediaWiki XML dumps), prepared (a directory written by prepare_corpus). Ba
 ValueError naming file and line, or is skipped and counted with on_error="skip".
 """
 
-# The Document types live in ernie2.tasks.base, and the task modules use corpus helpers: loading
-# the tasks package first keeps that import order the same whichever package a user imports.
-import ernie2.tasks  # noqa: F401,I001
-from ernie2.corpus import ernie1, tagged, wiki  # noqa: F401  (register their readers)
-from ernie2.corpus.annotate import AnnotationOptions, Annotator, Lexicon, segment_zh
-from ernie2.corpus.demo import build_demo
-from ernie2.corpus.prepare import prepare_corpus, read_prepared
-from ernie2.corpus.readers import (READERS, BadInput, document_from_json, document_to_json,
-                                   read_jsonl, read_segmented, read_text)
-from ernie2.corpus.spec import (CorpusSpec, is_heldout, iter_documents, iter_positioned,
-                                mix_seed, sniff_format, write_jsonl)
-from ernie2.corpus.text import detect_lang, make_sentences, split_sentences
+from ernie2.utils import lazy_exports
 
-__all__ = ["AnnotationOptions", "Annotator", "BadInput", "CorpusSpec", "Lexicon", "READERS",
-           "build_demo", "detect_lang", "document_from_json", "document_to_json", "is_heldout",
-           "iter_documents", "iter_positioned", "make_sentences", "mix_seed", "prepare_corpus",
+__all__ = ["AnnotationOptions", "Annotator", "BadInput", "CorpusSpec", "Document",
+           "Lexicon", "READERS", "Sentence", "Span", "build_demo", "detect_lang",
+           "document_from_json", "document_to_json", "is_heldout", "iter_documents",
+           "iter_positioned", "make_sentences", "mix_seed", "prepare_corpus",
            "read_jsonl", "read_prepared", "read_segmented", "read_text", "segment_zh",
            "sniff_format", "split_sentences", "write_jsonl"]
+
+__getattr__ = lazy_exports(__name__, {
+    "AnnotationOptions": "ernie2.corpus.annotate", "Annotator": "ernie2.corpus.annotate",
+    "Lexicon": "ernie2.corpus.annotate", "segment_zh": "ernie2.corpus.annotate",
+    "build_demo": "ernie2.corpus.demo", "Document": "ernie2.corpus.document",
+    "Sentence": "ernie2.corpus.document", "Span": "ernie2.corpus.document",
+    "prepare_corpus": "ernie2.corpus.prepare", "read_prepared": "ernie2.corpus.prepare",
+    "BadInput": "ernie2.corpus.readers", "document_from_json": "ernie2.corpus.readers",
+    "document_to_json": "ernie2.corpus.readers", "read_jsonl": "ernie2.corpus.readers",
+    "read_segmented": "ernie2.corpus.readers", "read_text": "ernie2.corpus.readers",
+    "CorpusSpec": "ernie2.corpus.spec", "READERS": "ernie2.corpus.spec",
+    "is_heldout": "ernie2.corpus.spec", "iter_documents": "ernie2.corpus.spec",
+    "iter_positioned": "ernie2.corpus.spec", "mix_seed": "ernie2.corpus.spec",
+    "sniff_format": "ernie2.corpus.spec", "write_jsonl": "ernie2.corpus.spec",
+    "detect_lang": "ernie2.corpus.text", "make_sentences": "ernie2.corpus.text",
+    "split_sentences": "ernie2.corpus.text"})

@@ -6,13 +6,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Sequence
 
-from ernie2.tasks.base import Document, Sentence, Span
+from ernie2.corpus.document import Document, Sentence, Span
 
 logger = logging.getLogger("ernie2.corpus")
 
@@ -48,12 +48,12 @@ def read_word_list(path: str | os.PathLike) -> set[str]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def zh_surnames() -> frozenset[str]:
     return frozenset(read_word_list(resource_path("surnames_zh.txt")))
 
 
-@lru_cache(maxsize=None)
+@cache
 def jieba_tags() -> dict[str, str]:
     """word -> jieba dictionary tag, for the tags that make spans (read once, about 0.3 s)."""
     import jieba
@@ -68,7 +68,7 @@ def jieba_tags() -> dict[str, str]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _jieba():
     import jieba
 
@@ -108,7 +108,7 @@ class Lexicon:
         self.max_chars = max(self.max_chars, len(key))
 
     @classmethod
-    def read(cls, paths: Iterable[str | os.PathLike]) -> "Lexicon":
+    def read(cls, paths: Iterable[str | os.PathLike]) -> Lexicon:
         from ernie2.corpus.readers import Lines
 
         lex = cls()

@@ -10,16 +10,17 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from ernie2.corpus.annotate import AnnotationOptions, Annotator
+from ernie2.corpus.document import Document
 from ernie2.corpus.reviews import review_documents
 from ernie2.corpus.spec import write_jsonl
 from ernie2.corpus.tagged import read_pos
 from ernie2.corpus.wiki import read_wiki
-from ernie2.tasks.base import Document
 from ernie2.utils import atomic_write_text, package_file
 
 logger = logging.getLogger("ernie2.corpus")

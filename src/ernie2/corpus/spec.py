@@ -8,13 +8,15 @@ import glob
 import gzip
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from ernie2.corpus import ernie1, tagged, wiki  # noqa: F401  (their readers join READERS)
 from ernie2.corpus.annotate import AnnotationOptions, Annotator
+from ernie2.corpus.document import Document
 from ernie2.corpus.readers import READERS, Position, open_binary
-from ernie2.tasks.base import Document
 
 MANIFEST = "manifest.json"
 
@@ -56,7 +58,7 @@ class CorpusSpec:
             raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any] | str | "CorpusSpec") -> "CorpusSpec":
+    def from_dict(cls, raw: dict[str, Any] | str | CorpusSpec) -> CorpusSpec:
         """From a config mapping (unknown keys are an error), a bare path, or a spec."""
         if isinstance(raw, CorpusSpec):
             return raw

@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ernie2.corpus.document import Document, Span
 from ernie2.corpus.readers import BadInput, Lines, reader
 from ernie2.corpus.text import make_sentences
-from ernie2.tasks.base import Document, Span
 
 POS_ENTITY_TAGS = {"nr": "PER", "ns": "LOC", "nt": "ORG", "nz": "MISC"}
 POS_PHRASE_TAGS = frozenset(["i", "l"])

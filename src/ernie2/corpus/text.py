@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
-from ernie2.tasks.base import Sentence, Span
+from ernie2.corpus.document import Sentence, Span
 
 # Sentence-final marks, and the closing quotes/brackets that stay with the sentence they end.
 ZH_TERMINALS = frozenset("。！？!?…")

@@ -6,11 +6,11 @@ from __future__ import annotations
 import html
 import re
 import xml.etree.ElementTree as ET
-from typing import Iterator
+from collections.abc import Iterator
 
+from ernie2.corpus.document import Document, Span
 from ernie2.corpus.readers import BadInput, open_binary, reader
 from ernie2.corpus.text import make_sentences
-from ernie2.tasks.base import Document, Span
 
 # Sections after which an article holds no more prose.
 END_SECTIONS = frozenset(["references", "see also", "external links", "further reading",
@@ -177,7 +177,7 @@ def read_wiki(path, lang="en", on_error="raise", stats=None, start=None, **_) ->
     with open_binary(path) as fh:
         title = ns = None
         redirect = False
-        for event, el in _parsed(fh, path):
+        for _event, el in _parsed(fh, path):
             tag = _local(el.tag)
             if tag == "title":
                 title = el.text

@@ -1,5 +1,6 @@
 """Fine-tuning: readers of labeled data, the six task types, metrics, CRF, reading comprehension,
-presets, the fine-tuning entry point and the functions that use its models."""
+presets, the fine-tuning entry point, evaluation (finetune.evaluate) and distillation into
+smaller students (finetune.distill)."""
 
 from ernie2.utils import lazy_exports
 

@@ -6,7 +6,7 @@ type's own format and scored by its own metric, so the numbers sit beside the mo
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 from ernie2.finetune.readers import Labels
 from ernie2.finetune.task_types import TaskOptions, TaskType
@@ -38,7 +38,7 @@ class TextFeatures:
             ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True)),
         ]).fit(train_texts)
 
-    def __call__(self, examples) -> "object":
+    def __call__(self, examples) -> object:
         from scipy.sparse import hstack
 
         a = self.vectorizer.transform([ex.text_a for ex in examples])

@@ -1,4 +1,5 @@
-"""Evaluation metrics of the fine-tuning tasks: classification, regression, chunks, ranking, reading comprehension.
+"""Evaluation metrics of the fine-tuning tasks: classification, regression, chunks, ranking,
+reading comprehension.
 
 Everything here is plain numpy, so evaluation needs no optional dependency; the tests check each
 metric against scikit-learn, scipy or seqeval on random predictions.
@@ -10,7 +11,7 @@ import re
 import string
 import unicodedata
 from collections import Counter
-from typing import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 
 import numpy as np
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from ernie2.finetune.readers import Labels
 from ernie2.finetune.task_types import TaskOptions, TaskType, get_task_type, options_dict
+from ernie2.model.batch import run_encoder, to_device
 from ernie2.model.checkpoint import assign, load_encoder, read_checkpoint
 from ernie2.model.modeling import ErnieModel
 from ernie2.utils import atomic_write_text
@@ -52,8 +53,7 @@ class FinetuneModel(nn.Module):
         if self.encoder.config.use_task_id:
             task_ids = torch.full((ids.shape[0],), self.task_id, dtype=torch.long,
                                   device=ids.device)
-        pooled, encoded = self.encoder(ids, batch.get("sent_ids"), task_ids,
-                                       batch.get("attention_mask"))
+        pooled, encoded = run_encoder(self.encoder, batch, task_ids)
         return self.task.forward(self.head, pooled, encoded, batch)
 
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -67,6 +67,7 @@ class FinetuneModel(nn.Module):
         """`model` may be wrapped in DDP: the forward goes through the wrapper (that is what
         synchronizes gradients), the loss through the task type of the module inside."""
         core = getattr(model, "module", model)
+        batch = to_device(batch, core.encoder.device)  # the one host-to-device copy of a step
         out = model(batch)
         return {core.task.name: core.task.loss(core.head, out, batch)}, {}
 
@@ -116,7 +117,7 @@ class FinetuneModel(nn.Module):
         return meta
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "FinetuneModel":
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> FinetuneModel:
         """Rebuild a saved fine-tuned model from its directory alone."""
         path = Path(path)
         meta = cls.read_meta(path)

@@ -9,8 +9,8 @@ context on both sides (the "max context" rule of BERT's SQuAD code).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -10,9 +10,10 @@ import logging
 import math
 import os
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any
 
 from ernie2.utils import atomic_write_text, plural
 
@@ -21,6 +22,40 @@ logger = logging.getLogger(__name__)
 
 class DataError(ValueError):
     """Bad input data; the message names the file and line."""
+
+
+class InputError(ValueError):
+    """A bad input; `too_large` says it broke a size limit rather than the expected shape."""
+
+    def __init__(self, message: str, too_large: bool = False):
+        super().__init__(message)
+        self.too_large = too_large
+
+
+def check_text(text: Any, what: str, max_chars: int | None = None,
+               allow_empty: bool = False) -> str:
+    """`text` if it is a non-empty string that UTF-8 can encode (JSON may smuggle in unpaired
+    surrogates as \\ud800 escapes) within `max_chars`; an InputError naming `what` otherwise."""
+    if not isinstance(text, str):
+        raise InputError(f"{what}: expected a string, got {kind_of(text)}")
+    if not allow_empty and not text.strip():
+        raise InputError(f"{what}: empty text")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"{what}: character {exc.start} is an unpaired surrogate "
+                         f"({text[exc.start]!r}), not text") from None
+    if max_chars is not None and len(text) > max_chars:
+        raise InputError(f"{what}: {len(text)} characters, more than the limit of {max_chars}",
+                         too_large=True)
+    return text
+
+
+def kind_of(x: Any) -> str:
+    """What a decoded JSON value is, in words: 'an object', 'a list', 'a number'..."""
+    return {dict: "an object", list: "a list", tuple: "a list", str: "a string",
+            bool: "a boolean", int: "a number", float: "a number",
+            type(None): "null"}.get(type(x), f"a value of type {type(x).__name__}")
 
 
 @dataclass
@@ -90,7 +125,7 @@ def read_tsv_rows(path: str | os.PathLike, required: Sequence[str],
     path = Path(path)
     lines = _lines(path)
     header = None
-    for lineno, line in lines:
+    for lineno, line in lines:  # noqa: B007  (lineno names the header row below)
         if line.strip():
             header = [h.strip() for h in line.split("\t")]
             break
@@ -204,7 +239,7 @@ def collect_labels(examples: Sequence[TextExample | TaggedExample]) -> list[str]
     return sorted(seen, key=int) if numeric else sorted(seen)
 
 
-def check_labels(examples: Sequence[TextExample | TaggedExample], labels: "Labels") -> None:
+def check_labels(examples: Sequence[TextExample | TaggedExample], labels: Labels) -> None:
     """DataError (file:line) for the first label of `examples` that `labels` does not know:
     found before training, not at the first evaluation."""
     for ex in examples:
@@ -337,7 +372,10 @@ def read_squad(path: str | os.PathLike, need_answers: bool = True) -> list[MrcEx
     """SQuAD v1 JSON: data[].paragraphs[].context with qas[].question, id, answers[].text and
     answer_start. An answer_start that does not point at its text is moved to the nearest
     occurrence of the text (some released sets are off by a few characters); an answer that
-    does not occur in its context is an error."""
+    does not occur in its context is an error.
+
+    Long: one pass over the nested JSON, each level checked where it is read, so every error
+    names the exact place."""
     path = Path(path)
     raw = _read_json(path)
     data = raw.get("data") if isinstance(raw, dict) else None

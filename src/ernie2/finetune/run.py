@@ -16,16 +16,17 @@ import logging
 import math
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from ernie2.finetune import presets
-from ernie2.finetune.inference import evaluate as evaluate_examples
-from ernie2.finetune.inference import predict_examples, scorable
+from ernie2.finetune.evaluate import evaluate as evaluate_examples
+from ernie2.finetune.evaluate import predict_examples, scorable
 from ernie2.finetune.metrics import format_scores
 from ernie2.finetune.model import FinetuneModel
 from ernie2.finetune.readers import Labels, check_labels, read_label_map, write_label_map
@@ -99,7 +100,7 @@ class FinetuneSettings:
 
     @classmethod
     def from_preset(cls, name: str, column: str = "base", /, **overrides: Any
-                    ) -> "FinetuneSettings":
+                    ) -> FinetuneSettings:
         """Settings of a preset row (`presets.PRESETS`), its base or large column, any value
         overridable; task options may be overridden as `options={...}` (merged into the
         preset's)."""
@@ -267,6 +268,8 @@ def finetune(settings: FinetuneSettings, *, stop: Callable[[int], bool] | None =
 
 
 def _finetune(settings: FinetuneSettings, stop) -> FinetuneResult:
+    # Long: the fine-tuning run in order (data, labels, model, train, test, baseline, the
+    # result files); each step is a call, and splitting it would only pass its locals around.
     task = get_task_type(settings.task)
     data_dir, out_dir = Path(settings.data_dir), Path(settings.output_dir)
     if not data_dir.is_dir():

@@ -21,13 +21,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
-from ernie2.tokenizer.vocab import SPECIAL_TOKENS
 from ernie2.corpus.reviews import reserved, review_texts
+from ernie2.tokenizer.vocab import SPECIAL_TOKENS
 from ernie2.utils import atomic_write_text, package_file
 
 _TYPES = {"nr": "PER", "ns": "LOC", "nt": "ORG"}

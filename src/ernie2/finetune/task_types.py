@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,12 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ernie2.finetune import metrics, mrc
-from ernie2.finetune.batching import IGNORE_INDEX, Feature
 from ernie2.finetune.crf import LinearChainCRF
-from ernie2.finetune.readers import (DataError, Labels, MrcExample, TaggedExample,
-                                     TextExample, collect_labels, read_ner, read_squad,
-                                     read_text_tsv)
-from ernie2.model.heads import POOLINGS, SequenceHead, SpanHead, TokenHead, pool
+from ernie2.finetune.readers import (DataError, Labels, MrcExample, TaggedExample, TextExample,
+                                     collect_labels, read_ner, read_squad, read_text_tsv)
+from ernie2.model.batch import Feature
+from ernie2.model.heads import IGNORE_INDEX, POOLINGS, SequenceHead, SpanHead, TokenHead, pool
 from ernie2.utils import atomic_open, atomic_write_text
 
 
@@ -58,7 +58,7 @@ class TaskOptions:
                              f"{self.pooling!r}")
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "TaskOptions":
+    def from_dict(cls, raw: dict[str, Any]) -> TaskOptions:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -400,11 +400,15 @@ def _write_spans(examples, preds, labels, path: Path) -> None:
 @dataclass(frozen=True)
 class TaskType:
     """One code path of fine-tuning. `labels` says what the label column holds: "classes"
-    (a label set, label_map.json), "tags" (a tag set), "number" or "span" (no label set)."""
+    (a label set, label_map.json), "tags" (a tag set), "number" or "span" (no label set).
+    `inputs` says what one plain input (a request's item, a Python value) is: "text", "pair",
+    "text_or_pair", "tokens" or "question" ({question, context}); the server, the plain-input
+    reader and distillation read it rather than the type's name."""
 
     name: str
     description: str
     labels: str
+    inputs: str
     head_name: str  # checkpoint tensors are saved as heads.<head_name>.<param>
     main_metric: str
     data_suffixes: tuple[str, ...]
@@ -419,6 +423,11 @@ class TaskType:
     write: Callable[..., None]
     # Units the loss is a mean over, for exact gradient accumulation: (batch, options) -> n.
     units: Callable[[dict, TaskOptions], float] = lambda batch, opts: len(batch["input_ids"])
+
+    @property
+    def takes_texts(self) -> bool:
+        """Its inputs are one text or a pair of texts (truncated to max_len, not windowed)."""
+        return self.inputs in ("text", "pair", "text_or_pair")
 
     @property
     def has_label_set(self) -> bool:
@@ -441,26 +450,29 @@ _SEQ = dict(encode=_encode_texts, make_head=_sequence_head, forward=_logits_forw
 
 TASK_TYPES: dict[str, TaskType] = {t.name: t for t in [
     TaskType("classify", "single-text classification (SST-2, ChnSentiCorp)",
-             read=_tsv_reader(pair=False), score=_score_classes, main_metric="accuracy", **_SEQ),
+             read=_tsv_reader(pair=False), score=_score_classes, main_metric="accuracy",
+             inputs="text", **_SEQ),
     TaskType("pair", "text-pair classification (XNLI, LCQMC, MNLI, RTE, BQ)",
-             read=_tsv_reader(pair=True), score=_score_classes, main_metric="accuracy", **_SEQ),
-    TaskType("regress", "text or pair regression (STS-B)", labels="number",
+             read=_tsv_reader(pair=True), score=_score_classes, main_metric="accuracy",
+             inputs="pair", **_SEQ),
+    TaskType("regress", "text or pair regression (STS-B)", labels="number", inputs="text_or_pair",
              head_name="classifier", main_metric="pearson", data_suffixes=(".tsv",),
              read=_tsv_reader(pair=None, regression=True), encode=_encode_texts, make_head=lambda c, n, o:
              _sequence_head(c, 1, o), forward=_score_forward, loss=_mse_loss, infer=_scores,
              decode=_decode_scores, score=_score_regression, write=_write_scores),
-    TaskType("ner", "sequence labeling (MSRA-NER), softmax or CRF", labels="tags",
+    TaskType("ner", "sequence labeling (MSRA-NER), softmax or CRF", labels="tags", inputs="tokens",
              head_name="tagger", main_metric="f1", data_suffixes=(".tsv", ".txt"),
              read=_read_tagged, encode=_encode_tagged, make_head=_tagging_head,
              forward=_tag_forward, loss=_tag_loss, infer=_tag_paths, decode=_decode_tags,
              score=_score_tags, write=_write_tags, units=_tag_units),
     TaskType("mrc", "extractive reading comprehension (CMRC2018, DRCD)", labels="span",
+             inputs="question",
              head_name="span", main_metric="f1", data_suffixes=(".json",), read=_read_squad,
              encode=_encode_mrc, make_head=_span_head, forward=_span_forward, loss=_span_loss,
              infer=_span_logits, decode=_decode_spans, score=_score_spans, write=_write_spans),
     TaskType("rank", "answer selection by qid groups (NLPCC-DBQA)",
              read=_tsv_reader(pair=True, qid=True), score=_score_ranking, main_metric="mrr",
-             **_SEQ),
+             inputs="pair", **_SEQ),
 ]}
 
 

@@ -4,23 +4,34 @@ each batch as micro-batches, dev evaluation on a cadence, resumable checkpoints,
 from __future__ import annotations
 
 import logging
+import random
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 
-from ernie2.finetune.batching import collate, shuffled_batches, to_device
 from ernie2.finetune.model import FinetuneModel
+from ernie2.model.batch import Feature, collate, length_batches
 from ernie2.training import distributed as dist_util
-from ernie2.training.checkpoints import CheckpointManager, rng_state, set_rng_state
-from ernie2.training.data import pack
+from ernie2.training.snapshots import CheckpointManager, rng_state, set_rng_state
+from ernie2.training.fit import Cadence, fit
 from ernie2.training.loop import LoopState, Trainer
 from ernie2.training.optim import WarmupLinear, make_optimizer, warmup_steps
 from ernie2.training.precision import measure_peak_flops
 from ernie2.training.reporting import MetricLogger
 
 logger = logging.getLogger(__name__)
+
+
+def shuffled_batches(features: Sequence[Feature], batch_size: int, seed: int = 0,
+                     epoch: int = 0) -> Iterator[list[int]]:
+    """Indices of training batches: a fresh shuffle per epoch, the last batch may be short."""
+    order = list(range(len(features)))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    for i in range(0, len(order), batch_size):
+        yield order[i:i + batch_size]
 
 
 class FeatureSteps:
@@ -31,7 +42,7 @@ class FeatureSteps:
     `micro_batch_size` examples, longest first so little is padded."""
 
     def __init__(self, features: Sequence[dict], batch_size: int, micro_batch_size: int | None,
-                 seed: int, pad_id: int, device: torch.device, rank: int = 0, world: int = 1):
+                 seed: int, pad_id: int, rank: int = 0, world: int = 1):
         if batch_size < world:
             raise ValueError(f"batch size {batch_size} is smaller than the {world} processes: "
                              "every process needs examples in every step")
@@ -41,7 +52,7 @@ class FeatureSteps:
             raise ValueError(f"micro batch size must be at least 1, got {micro_batch_size}")
         self.features = features
         self.batch_size, self.micro_batch_size = batch_size, micro_batch_size
-        self.seed, self.pad_id, self.device = seed, pad_id, device
+        self.seed, self.pad_id = seed, pad_id
         self.rank, self.world = rank, world
         self.position = 0
         self._cache: tuple[int, list[list[int]]] = (-1, [])
@@ -68,10 +79,10 @@ class FeatureSteps:
     def __next__(self) -> list[dict[str, Any]]:
         idx = self.share(self.position)
         self.position += 1
-        groups = pack([len(self.features[i]["input_ids"]) for i in idx], self.micro_batch_size,
-                      None)
-        return [to_device(collate([self.features[idx[j]] for j in sorted(g)], self.pad_id),
-                          self.device) for g in groups]
+        groups = length_batches([len(self.features[i]["input_ids"]) for i in idx],
+                                self.micro_batch_size)
+        # On the host: the step moves each micro-batch to the model's device (FinetuneModel).
+        return [collate([self.features[idx[j]] for j in sorted(g)], self.pad_id) for g in groups]
 
 
 class Evaluator(Protocol):
@@ -96,13 +107,18 @@ def train(model: FinetuneModel, features: Sequence[dict], settings, evaluator: E
           out_dir: Path, device: torch.device, precision: str, pad_id: int,
           fingerprint: dict[str, Any], stop: Callable[[int], bool] | None = None
           ) -> TrainOutcome:
-    """Train with `ernie2.training.Trainer`. Evaluates (rank 0; the others wait) after each
+    """Train with `ernie2.training.Trainer` (the fine-tuning recipe: set up the optimizer,
+    resume, fit with its cadence, and the checkpoints it saves). Evaluates (rank 0; the others
+    wait) after each
     epoch and every `settings.eval_every` steps; saves a checkpoint every
     `settings.checkpoint_every` steps; with `settings.resume`, continues from the newest one.
-    `stop(step)` ends the run after that step without saving (a test hook for resume)."""
+    `stop(step)` ends the run after that step without saving (a test hook for resume).
+
+    Long: the recipe in order, set-up and resume then the fit; its closures (`evaluate`,
+    `save`) share the run's state."""
     rank, world = dist_util.rank(), dist_util.world_size()
     steps = FeatureSteps(features, settings.batch_size, settings.micro_batch_size,
-                         settings.seed, pad_id, device, rank, world)
+                         settings.seed, pad_id, rank, world)
     spe = steps.steps_per_epoch
     total = settings.max_steps or spe * settings.epochs
     fingerprint = {**fingerprint, "train_features": len(features),
@@ -151,42 +167,35 @@ def train(model: FinetuneModel, features: Sequence[dict], settings, evaluator: E
                        flops_per_token=model.encoder.flops_per_token, peak_flops=peak)
 
     def evaluate(step: int) -> None:
-        token = log.pause()
-        if rank == 0:
-            epoch = (step - 1) // spe
-            scores = evaluator(step, epoch)
-            if scores:
-                log.write({"step": step, "epoch": epoch + 1,
-                           "tasks": {model.task.name: scores}}, "dev")
-        dist_util.barrier()
-        log.resume(token)
+        with log.untimed():
+            if rank == 0:
+                epoch = (step - 1) // spe
+                scores = evaluator(step, epoch)
+                if scores:
+                    log.write({"step": step, "epoch": epoch + 1,
+                               "tasks": {model.task.name: scores}}, "dev")
+            dist_util.barrier()
 
     def save(step: int) -> None:
-        token = log.pause()
-        meta = {"fingerprint": fingerprint, "evaluation": evaluator.state_dict(),
-                "trainer": {k: v for k, v in trainer.state_dict().items() if k != "optimizer"}}
-        ckpt.save(step, model.state_dict(), opt.state_dict(), meta, {"rng": rng_state()})
-        log.resume(token)
+        with log.untimed():
+            meta = {"fingerprint": fingerprint, "evaluation": evaluator.state_dict(),
+                    "trainer": {k: v for k, v in trainer.state_dict().items() if k != "optimizer"}}
+            ckpt.save(step, model.state_dict(), opt.state_dict(), meta, {"rng": rng_state()})
 
-    def after_step(result) -> bool:
-        step = result.step
-        if step % spe == 0 or step == total or (settings.eval_every and
-                                                step % settings.eval_every == 0):
-            evaluate(step)
-        if settings.checkpoint_every and step % settings.checkpoint_every == 0 and step < total:
-            save(step)
-        return bool(stop and stop(step))
-
+    cadence = Cadence(
+        evaluate=evaluate, save=save,
+        evaluate_at=lambda step: (step % spe == 0 or step == total
+                                  or bool(settings.eval_every and step % settings.eval_every == 0)),
+        save_at=lambda step: bool(settings.checkpoint_every
+                                  and step % settings.checkpoint_every == 0 and step < total),
+        stop_at=lambda step: bool(stop and stop(step)))
     logger.info("fine-tuning %s: %d steps (%d per epoch), batch %d%s, %s on %s%s", model.task.name,
                 total, spe, settings.batch_size,
                 f" in micro-batches of {settings.micro_batch_size}"
                 if settings.micro_batch_size else "", precision, device,
                 f", {world} processes" if world > 1 else "")
-    log.t0 = log.pause()
-    if trainer.state.step < total:
-        trainer.fit(steps, total, [log, after_step], progress=settings.progress,
-                    desc=f"fine-tune {model.task.name}")
-    log.flush(trainer.state.step)
+    fit(trainer, steps, total, cadence, logger=log, progress=settings.progress,
+        desc=f"fine-tune {model.task.name}")
     log.close()
     return TrainOutcome(trainer.state.step, total, trainer.state.step >= total, log.records)
 

@@ -1,6 +1,10 @@
-"""Serving, export and fast CPU inference: backends, ONNX export, int8, the HTTP server and client,
-and distillation into smaller students."""
+"""Encoding, fill-mask, serving, export and fast CPU inference: backends, ONNX export, int8, the
+HTTP server and client. The package exports lazily."""
 
-from ernie2.inference.runtime import BACKENDS, LoadedModel, load
+from ernie2.utils import lazy_exports
 
 __all__ = ["BACKENDS", "LoadedModel", "load"]
+
+__getattr__ = lazy_exports(__name__, {"BACKENDS": "ernie2.inference.runtime",
+                                      "LoadedModel": "ernie2.inference.runtime",
+                                      "load": "ernie2.inference.runtime"})

@@ -8,9 +8,9 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class Batcher:
         self.stats: Counter = Counter()  # calls, jobs, features, largest batch
 
     # ------------------------------------------------------------------ life cycle
-    def start(self) -> "Batcher":
+    def start(self) -> Batcher:
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
             self._thread.start()

@@ -2,8 +2,9 @@
 
 Every backend is an `nn.Module` called like `ErnieModel`: `pooled, encoded = encoder(input_ids,
 sent_ids, task_ids, attention_mask)`. Task heads (a linear layer, a CRF) stay in PyTorch: they
-cost nothing next to the encoder, and keeping them there lets `finetune.inference` (predict,
-encode) and the server run unchanged on any backend by swapping the fine-tuned model's encoder.
+cost nothing next to the encoder, and keeping them there lets prediction (`finetune.evaluate`),
+`inference.encode` and the server run unchanged on any backend by swapping the fine-tuned
+model's encoder.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import logging
 import os
 import tempfile
 import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -230,14 +232,14 @@ class LoadedModel:
 
     def encode(self, texts_a: Sequence[str], texts_b: Sequence[str] | None = None,
                max_len: int | None = None, batch_size: int = 32):
-        """[CLS] and token embeddings (`finetune.inference.Embeddings`) on this backend."""
-        from ernie2.finetune.inference import encode
+        """[CLS] and token embeddings (`inference.encode.Embeddings`) on this backend."""
+        from ernie2.inference.encode import encode
         return encode(self.encoder, self.tokenizer, texts_a, texts_b, max_len or self.max_len(),
                       batch_size, self.task_id)
 
     def predict(self, inputs: Sequence[Any], batch_size: int = 32) -> list[dict]:
         """The fine-tuned model's predictions for plain inputs (see `inputs.to_examples`)."""
-        from ernie2.finetune.inference import predict_examples
+        from ernie2.finetune.evaluate import predict_examples
         from ernie2.inference.inputs import to_examples
 
         if self.finetuned is None:

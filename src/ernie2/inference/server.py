@@ -23,7 +23,8 @@ import json
 import logging
 import os
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -163,7 +164,7 @@ class Service:
         self._check_count(len(inputs), "inputs")
         examples = to_examples(ft.task.name, inputs, self.settings.max_chars)
         meta: dict[str, Any] = {"examples": examples}
-        if ft.task.name in ("classify", "pair", "regress", "rank"):
+        if ft.task.takes_texts:
             texts_b = [ex.text_b for ex in examples] if examples[0].text_b is not None else None
             meta["truncated"] = self._lengths([ex.text_a for ex in examples], texts_b,
                                               ("inputs", "inputs (second text)"))
@@ -187,7 +188,7 @@ class Service:
         if self.threads:
             torch.set_num_threads(self.threads)
         if kind == "predict":
-            from ernie2.finetune.inference import run_model
+            from ernie2.finetune.evaluate import run_model
             return run_model(self.model.finetuned, features, self.settings.max_batch,
                              self.tokenizer.pad_id)
         if kind == "encode":
@@ -195,9 +196,8 @@ class Service:
         raise ValueError(f"unknown kind of work {kind!r}")
 
     def _encode(self, features: Sequence[dict]) -> list[tuple[np.ndarray, np.ndarray]]:
-        from ernie2.finetune.batching import collate, to_device
-        from ernie2.finetune.inference import module_device
-        from ernie2.tokenizer.batching import length_batches
+        from ernie2.model.batch import (collate, length_batches, module_device, run_encoder,
+                                        to_device)
 
         encoder, use_task = self.model.encoder, self.model.config.use_task_id
         device = module_device(encoder)
@@ -207,9 +207,8 @@ class Service:
                                       self.settings.max_batch):
                 batch = to_device(collate([features[i] for i in idx], self.tokenizer.pad_id),
                                   device)
-                pooled, encoded = encoder(batch["input_ids"], batch["sent_ids"],
-                                          batch["task_id"] if use_task else None,
-                                          batch["attention_mask"])
+                pooled, encoded = run_encoder(encoder, batch,
+                                              batch["task_id"] if use_task else None)
                 # A model without a pooler: its [CLS] top-layer vector stands in.
                 pooled = (encoded[:, 0] if pooled is None else pooled).float().cpu().numpy()
                 encoded = encoded.float().cpu().numpy()
@@ -277,7 +276,10 @@ def _json_response(payload: Any, status: int = 200):
 
 
 def create_app(service: Service):
-    """The FastAPI application; its lifespan starts and stops the batching worker."""
+    """The FastAPI application; its lifespan starts and stops the batching worker.
+
+    Long: the routes and error handlers, each a short nested function FastAPI needs defined
+    against this app, one after another."""
     from fastapi.exceptions import RequestValidationError
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
@@ -394,7 +396,7 @@ def _protocol(header_timeout: float):
             if waiting and served == self.server_state.total_requests \
                     and not self.transport.is_closing():
                 logger.warning("closing the connection of %s: no request headers within %g s",
-                               "%s:%d" % self.client if self.client else "?", header_timeout)
+                               f"{self.client[0]}:{self.client[1]}" if self.client else "?", header_timeout)
                 self.transport.close()
 
         def connection_made(self, transport) -> None:
@@ -443,7 +445,7 @@ class BackgroundServer:
         self.thread = threading.Thread(target=self.server.run, name="ernie2-server", daemon=True)
         self.url = ""
 
-    def __enter__(self) -> "BackgroundServer":
+    def __enter__(self) -> BackgroundServer:
         import time
 
         self.thread.start()

@@ -11,9 +11,10 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -390,13 +391,9 @@ def resolve_pretrained(name_or_path: str | os.PathLike) -> Path:
     p = Path(name_or_path)
     if p.exists():
         return p
-    try:
-        from ernie2.model import hub
-    except ImportError:
-        hub = None
-    if hub is not None and hasattr(hub, "resolve"):
-        return hub.resolve(str(name_or_path))
-    raise FileNotFoundError(f"{name_or_path}: no such file or directory")
+    from ernie2 import hub
+
+    return hub.resolve(str(name_or_path), convert=convert)
 
 
 __all__ = ["Checkpoint", "PaddleFormatError", "assign", "canonical_name", "convert",

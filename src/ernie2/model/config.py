@@ -122,13 +122,13 @@ class ErnieConfig:
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def from_name(cls, name: str, **overrides: Any) -> "ErnieConfig":
+    def from_name(cls, name: str, **overrides: Any) -> ErnieConfig:
         if name not in NAMED_SIZES:
             raise KeyError(f"unknown model size {name!r}; known: {', '.join(NAMED_SIZES)}")
         return cls(**{**NAMED_SIZES[name], **overrides})
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = "<dict>") -> "ErnieConfig":
+    def from_dict(cls, raw: dict[str, Any], source: str = "<dict>") -> ErnieConfig:
         """Read any of: Paddle ernie_config.json, PaddleNLP model_config.json (flat or
         nested init_args), Hugging Face config.json."""
         d = dict(raw)
@@ -163,7 +163,7 @@ class ErnieConfig:
             raise ValueError(f"{source}: {exc}") from exc
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "ErnieConfig":
+    def from_file(cls, path: str | os.PathLike) -> ErnieConfig:
         path = Path(path)
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
@@ -189,7 +189,7 @@ class ErnieConfig:
         from ernie2.utils import atomic_write_text
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
 
-    def replace(self, **changes: Any) -> "ErnieConfig":
+    def replace(self, **changes: Any) -> ErnieConfig:
         return dataclasses.replace(self, **changes)
 
 

@@ -9,6 +9,10 @@ from torch import nn
 from ernie2.model.config import ErnieConfig
 from ernie2.model.modeling import activation
 
+# The label value no loss scores (padding, unmasked tokens, special tokens): torch's
+# cross-entropy default, shared by pre-training and fine-tuning.
+IGNORE_INDEX = -100
+
 
 POOLINGS = ("pooler", "cls", "mean")
 

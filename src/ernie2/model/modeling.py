@@ -117,7 +117,9 @@ class ErnieModel(nn.Module):
     """`pooled, encoded = model(ids, sent_ids=None, task_ids=None, attention_mask=None)`.
 
     `attention_mask` (1 = token, 0 = padding) defaults to `ids != pad_token_id`, as in ERNIE.
-    `task_ids` may be per token [B, T], per example [B] or one scalar.
+    `task_ids` may be per token [B, T], per example [B] or one scalar. `padded=False` says no
+    row is padded (a batch's collate knows it from the lengths), so the forward need not read the
+    mask back from the device to choose SDPA's unmasked kernel; None: look at the mask.
     With `output_hidden_states=True` a third element holds the embedding output and every
     layer's output.
     """
@@ -145,12 +147,14 @@ class ErnieModel(nn.Module):
         return self.embeddings.word_embeddings.weight.device
 
     def forward(self, input_ids, sent_ids=None, task_ids=None, attention_mask=None,
-                pos_ids=None, output_hidden_states: bool = False):
+                pos_ids=None, output_hidden_states: bool = False, padded: bool | None = None):
         if attention_mask is None:
             attention_mask = input_ids != self.config.pad_token_id
         mask = attention_mask.bool()
+        if padded is None:
+            padded = not bool(mask.all())
         # No padding at all: let SDPA take its unmasked (flash) kernel.
-        sdpa_mask = None if bool(mask.all()) else mask[:, None, None, :]
+        sdpa_mask = mask[:, None, None, :] if padded else None
         x = self.embeddings(input_ids, sent_ids, task_ids, pos_ids)
         hidden = [x] if output_hidden_states else None
         for layer in self.layers:
@@ -176,7 +180,7 @@ class ErnieModel(nn.Module):
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> "ErnieModel":
+    def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> ErnieModel:
         """Load from our directory, a Hugging Face Ernie directory, a Paddle dygraph
         `.pdparams` (ERNIE or PaddleNLP naming) or a Paddle static `params/` directory.
         Config keys given as keyword arguments override the checkpoint's (e.g.

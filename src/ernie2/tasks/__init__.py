@@ -1,5 +1,7 @@
 """ERNIE 2.0 pre-training tasks: the protocol, the registry and one module per task.
 
+The package exports lazily: importing it loads no task; reading the registry loads them all.
+
 API (what the trainer calls):
 
     task = create_task("sentence_reordering", tokenizer=tok, max_len=128, task_id=3, m=3)
@@ -21,14 +23,17 @@ sentence_reordering, sentence_distance, discourse_relation, ir_relevance, plus t
 next_sentence (ERNIE 1.0) and mlm. `ernie2 tasks` lists them.
 """
 
-from ernie2.tasks.base import (IGNORE_INDEX, REGISTRY, Document, Example, PretrainingTask,
-                               Sentence, Span, collate, create_task, load_factory, register)
-from ernie2.tasks import (capitalization, discourse_relation, ir_relevance,  # noqa: F401
-                          knowledge_masking, mlm, next_sentence, sentence_distance,
-                          sentence_reordering, token_document_relation)
-from ernie2.tasks.sentence_reordering import decode_permutation, encode_permutation
-from ernie2.tasks.stream import ExampleStream, iter_batches, stream_examples
+from ernie2.utils import lazy_exports
 
-__all__ = ["ExampleStream", "IGNORE_INDEX", "REGISTRY", "Document", "Example", "PretrainingTask",
-           "Sentence", "Span", "collate", "create_task", "decode_permutation",
-           "encode_permutation", "iter_batches", "load_factory", "register", "stream_examples"]
+__all__ = ["REGISTRY", "Example", "ExampleStream", "PretrainingTask", "collate", "create_task",
+           "decode_permutation", "encode_permutation", "iter_batches", "load_factory", "register",
+           "stream_examples"]
+
+__getattr__ = lazy_exports(__name__, {
+    "Example": "ernie2.tasks.protocol", "PretrainingTask": "ernie2.tasks.protocol",
+    "collate": "ernie2.tasks.protocol", "REGISTRY": "ernie2.tasks.registry",
+    "create_task": "ernie2.tasks.registry", "load_factory": "ernie2.tasks.registry",
+    "register": "ernie2.tasks.registry", "ExampleStream": "ernie2.tasks.stream",
+    "iter_batches": "ernie2.tasks.stream", "stream_examples": "ernie2.tasks.stream",
+    "decode_permutation": "ernie2.tasks.sentence_reordering",
+    "encode_permutation": "ernie2.tasks.sentence_reordering"})

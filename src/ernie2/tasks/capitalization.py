@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 
-from ernie2.tasks.base import IGNORE_INDEX, Document, Example, register
-from ernie2.tasks.common import (TaskStats, as_tokenizer, sentence_window, token_example,
-                                 token_make_head, token_task_compute)
+from ernie2.corpus.document import Document
+from ernie2.model.heads import IGNORE_INDEX
+from ernie2.tasks.tokens import sentence_window
+from ernie2.tasks.protocol import Example, TokenTask
+from ernie2.tasks.registry import register
 
 
 def capitalization_labels(text: str, starts: list[int], word_ids: list[int]) -> list[int]:
@@ -25,27 +27,25 @@ def capitalization_labels(text: str, starts: list[int], word_ids: list[int]) -> 
 
 
 @register("capitalization")
-class Capitalization:
+class Capitalization(TokenTask):
     """Input: a window of consecutive sentences, lower-cased (the tokenizer lower-cases; a cased
     vocab gets lower-cased text). Label: per word, 1 if it was capitalized."""
 
-    kind = "token"
     num_classes = 2
+    skip_languages = ("zh",)  # no case to predict
     description = "per word: was it capitalized in the original text (model reads lower case)"
 
     def __init__(self, tokenizer=None, max_len: int = 128, task_id: int = 0,
                  name: str = "capitalization"):
-        self.tok = as_tokenizer(tokenizer)
-        self.max_len, self.task_id, self.name = max_len, task_id, name
+        super().__init__(tokenizer, max_len, task_id, name)
         self.lower = not getattr(self.tok, "lower_case", True)
-        self.stats = TaskStats()
 
     def build(self, doc: Document, rng: random.Random) -> Example | None:
         sents = doc.sentences
         if not sents or not any(s.text for s in sents):
             self.stats.skip("empty" if not sents else "no_text")
             return None
-        if doc.lang == "zh":
+        if doc.lang in self.skip_languages:
             self.stats.skip("uncased_language")
             return None
         start = rng.randrange(len(sents))
@@ -55,7 +55,4 @@ class Capitalization:
             # Labels come from the original text at the token offsets (lower-casing keeps them).
             labels.extend(capitalization_labels(sents[start + k].text, ts.starts, ts.word_ids))
             ids.extend(ts.ids)
-        return token_example(self, ids, labels)
-
-    make_head = token_make_head
-    compute = token_task_compute
+        return self.example(ids, labels)

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ernie2.corpus.annotate import resource_path
-from ernie2.tasks.base import Document, Example, register
-from ernie2.tasks.common import (TaskStats, as_tokenizer, check_pooling, encode_text,
-                                 read_labeled_pairs, sequence_example, sequence_make_head,
-                                 sequence_task_compute, tokenize_sentences)
+from ernie2.corpus.document import Document
+from ernie2.tasks.documents import read_labeled_pairs
+from ernie2.tasks.tokens import encode_text, tokenize_sentences
+from ernie2.tasks.protocol import Example, SequenceTask
+from ernie2.tasks.registry import register
+from ernie2.utils import IdentityCache
 
 _STRIP_AFTER_MARKER = " ,，、:：;；"
 
@@ -32,7 +34,7 @@ class MarkerTable:
                 self.by_first.setdefault((lang, first), []).append((marker, rel))
 
     @classmethod
-    def read(cls, path: str | os.PathLike) -> "MarkerTable":
+    def read(cls, path: str | os.PathLike) -> MarkerTable:
         path = Path(path)
         relations: list[str] = []
         markers: dict[str, list[tuple[str, int]]] = {}
@@ -73,7 +75,7 @@ class MarkerTable:
 
 
 @register("discourse_relation")
-class DiscourseRelation:
+class DiscourseRelation(SequenceTask):
     """[CLS] A [SEP] B [SEP]: A a sentence, B the next sentence with its opening discourse
     marker removed; label = the marker's relation class (contrast, result, addition, instance,
     temporal, conclusion in the shipped table). One pair per example, drawn among the
@@ -84,20 +86,18 @@ class DiscourseRelation:
         used instead of mining: each build draws one of its rows.
     """
 
-    kind = "sequence"
     description = "relation of a sentence pair, mined from discourse markers (or a labeled TSV)"
+    min_sentences = 2
 
     def __init__(self, tokenizer=None, max_len: int = 128, task_id: int = 0,
                  markers: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
                  pooling: str = "pooler", name: str = "discourse_relation"):
-        self.tok = as_tokenizer(tokenizer)
-        self.pooling = check_pooling(pooling)
-        self.max_len, self.task_id, self.name = max_len, task_id, name
+        super().__init__(tokenizer, max_len, task_id, name, pooling)
         self.table = MarkerTable.read(markers or resource_path("discourse_markers.tsv"))
         self.relations = self.table.relations
         self.num_classes = len(self.relations)
         self.rows = read_labeled_pairs(data, ["text_a"], ["text_b"], self._label) if data else None
-        self.stats = TaskStats()
+        self._mined = IdentityCache()
 
     def _label(self, raw: str, where: str) -> int:
         if raw in self.relations:
@@ -114,17 +114,17 @@ class DiscourseRelation:
 
     def mine(self, doc: Document) -> list[tuple[int, int, str]]:
         """(index of A, relation id, B without marker) for every marked consecutive pair,
-        within a paragraph or across paragraph breaks (cached on the document)."""
-        cache = doc.__dict__.setdefault("_ernie2_discourse", {})
-        out = cache.get(id(self.table))
-        if out is None:
-            sents = doc.sentences
-            out = []
-            for i in range(1, len(sents)):
-                hit = self.table.match(sents[i].text, doc.lang)
-                if hit is not None:
-                    out.append((i - 1, hit[0], hit[1]))
-            cache[id(self.table)] = out
+        within a paragraph or across paragraph breaks (kept while the document lives: a
+        document is built from several times)."""
+        return self._mined.setdefault(doc, lambda: self._mine(doc))
+
+    def _mine(self, doc: Document) -> list[tuple[int, int, str]]:
+        sents = doc.sentences
+        out = []
+        for i in range(1, len(sents)):
+            hit = self.table.match(sents[i].text, doc.lang)
+            if hit is not None:
+                out.append((i - 1, hit[0], hit[1]))
         return out
 
     def build(self, doc: Document, rng: random.Random) -> Example | None:
@@ -143,7 +143,4 @@ class DiscourseRelation:
             i, label, b_text = pairs[rng.randrange(len(pairs))]
             (a,) = tokenize_sentences(self.tok, [sents[i]])
             pair = (a.ids, encode_text(self.tok, b_text))
-        return sequence_example(self, pair, label)
-
-    make_head = sequence_make_head
-    compute = sequence_task_compute
+        return self.example(pair, label)

@@ -7,12 +7,12 @@ import os
 import random
 import re
 
+from ernie2.corpus.document import Document
 from ernie2.corpus.text import is_cjk
-from ernie2.tasks.base import Document, Example, register
-from ernie2.tasks.common import (Reservoir, TaskStats, as_tokenizer, check_pooling, doc_key,
-                                 encode_text, read_labeled_pairs, reservoir_load_state_dict,
-                                 reservoir_state_dict, sequence_example, sequence_make_head,
-                                 sequence_task_compute)
+from ernie2.tasks.documents import Reservoir, doc_key, read_labeled_pairs
+from ernie2.tasks.tokens import encode_text
+from ernie2.tasks.protocol import Example, SequenceTask
+from ernie2.tasks.registry import register
 from ernie2.tasks.token_document_relation import default_stop_words
 
 STRONG, WEAK, IRRELEVANT = 0, 1, 2
@@ -39,7 +39,7 @@ def _label(raw: str, where: str) -> int:
 
 
 @register("ir_relevance")
-class IRRelevance:
+class IRRelevance(SequenceTask):
     """[CLS] query [SEP] title [SEP] -> 0 strong, 1 weak, 2 irrelevant.
 
     data: a TSV with a header (query, title, label; or text_a, text_b, label) of search-log
@@ -56,7 +56,6 @@ class IRRelevance:
     `reservoir` documents seen.
     """
 
-    kind = "sequence"
     num_classes = 3
     builds_per_document = 1  # a document gives one title query
     description = "query/title relevance: 0 strong, 1 weak, 2 irrelevant (TSV or weak labels)"
@@ -65,15 +64,12 @@ class IRRelevance:
                  data: str | os.PathLike | None = None, reservoir: int = 128,
                  min_related: int | None = None, pooling: str = "pooler",
                  name: str = "ir_relevance"):
-        self.tok = as_tokenizer(tokenizer)
-        self.pooling = check_pooling(pooling)
-        self.max_len, self.task_id, self.name = max_len, task_id, name
+        super().__init__(tokenizer, max_len, task_id, name, pooling)
         self.rows = read_labeled_pairs(data, ["query", "text_a"], ["title", "text_b"],
                                        _label) if data else None
         self.reservoir = Reservoir(reservoir)
         self.min_related = min_related
         self.stop_words = default_stop_words()
-        self.stats = TaskStats()
 
     @staticmethod
     def lead(doc: Document) -> str:
@@ -121,10 +117,5 @@ class IRRelevance:
         return self._example(doc.title, text, label)
 
     def _example(self, query: str, title: str, label: int) -> Example:
-        return sequence_example(self, [encode_text(self.tok, query),
+        return self.example([encode_text(self.tok, query),
                                        encode_text(self.tok, title)], label)
-
-    make_head = sequence_make_head
-    compute = sequence_task_compute
-    state_dict = reservoir_state_dict
-    load_state_dict = reservoir_load_state_dict

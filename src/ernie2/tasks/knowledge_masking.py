@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import random
-from typing import Mapping
+from collections.abc import Mapping
 
-from ernie2.tasks.base import Document, Example, register
-from ernie2.tasks.common import (LEVELS, TaskStats, as_tokenizer, fit_lengths, layout,
-                                 mask_units, mlm_make_head, mlm_task_compute, sentence_window,
-                                 tokenize_sentences, unit_ranges, vocab_info)
+from ernie2.corpus.document import Document
+from ernie2.tasks.layout import fit_lengths, layout
+from ernie2.tasks.masking import LEVELS, mask_units, unit_ranges
+from ernie2.tasks.tokens import sentence_window, tokenize_sentences, vocab_info
+from ernie2.tasks.protocol import Example, MaskedLMTask
+from ernie2.tasks.registry import register
 
 
 def parse_levels(levels: str | Mapping[str, float]) -> dict[str, float]:
@@ -33,7 +35,7 @@ def parse_levels(levels: str | Mapping[str, float]) -> dict[str, float]:
 
 
 @register("knowledge_masking")
-class KnowledgeMasking:
+class KnowledgeMasking(MaskedLMTask):
     """A window of consecutive sentences, `mask_rate` of its units masked whole (80% [MASK],
     10% random token, 10% unchanged); the level of units is drawn per example from `levels`.
 
@@ -42,22 +44,18 @@ class KnowledgeMasking:
     input (pre-tokenized) draws word level with its file's mask_word_prob, else token level.
     """
 
-    kind = "token"
     description = "predict masked whole units: characters/words, phrases and entities"
-    vocab_sized = True
 
     def __init__(self, tokenizer=None, max_len: int = 128, task_id: int = 0,
                  levels: str | Mapping[str, float] = "basic:1,phrase:1,entity:1",
                  mask_rate: float = 0.15, name: str = "knowledge_masking"):
-        self.tok = as_tokenizer(tokenizer)
-        self.max_len, self.task_id, self.name = max_len, task_id, name
+        super().__init__(tokenizer, max_len, task_id, name)
         self.levels = parse_levels(levels)
         if not 0 < mask_rate < 1:
             raise ValueError(f"mask_rate must be in (0, 1), got {mask_rate}")
         self.mask_rate = mask_rate
         self.num_classes = self.tok.vocab_size
         self.info = vocab_info(self.tok)
-        self.stats = TaskStats()
         self._names, self._weights = list(self.levels), list(self.levels.values())
 
     def _level(self, doc: Document, rng: random.Random) -> str:
@@ -107,6 +105,3 @@ class KnowledgeMasking:
         self.stats["examples"] += 1
         self.stats[f"level_{level}"] += 1
         return Example(self.name, input_ids, sent_ids, labels, self.task_id)
-
-    make_head = mlm_make_head
-    compute = mlm_task_compute

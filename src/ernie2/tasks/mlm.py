@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ernie2.tasks.base import register
 from ernie2.tasks.knowledge_masking import KnowledgeMasking
+from ernie2.tasks.registry import register
 
 
 @register("mlm")

@@ -4,33 +4,29 @@ from __future__ import annotations
 
 import random
 
-from ernie2.tasks.base import Document, Example, register
-from ernie2.tasks.common import (Reservoir, TaskStats, as_tokenizer, check_pooling, doc_key,
-                                 encode_text, reservoir_load_state_dict, reservoir_state_dict,
-                                 sentence_window, sequence_example, sequence_make_head,
-                                 sequence_task_compute, tokenize_sentences)
+from ernie2.corpus.document import Document
+from ernie2.tasks.documents import Reservoir, doc_key
+from ernie2.tasks.tokens import encode_text, sentence_window, tokenize_sentences
+from ernie2.tasks.protocol import Example, SequenceTask
+from ernie2.tasks.registry import register
 
 IS_NEXT, RANDOM = 1, 0  # ERNIE 1.0's convention: 1 for a true next sentence
 
 
 @register("next_sentence")
-class NextSentence:
+class NextSentence(SequenceTask):
     """[CLS] A [SEP] B [SEP]: A consecutive sentences (up to half the length), B the sentence
     after them (label 1) or a sentence of another recent document (label 0), half and half.
     ERNIE 1.0 five-field lines are used as they are, with their own label.
     """
 
-    kind = "sequence"
     num_classes = 2
     description = "ERNIE 1.0 baseline: 1 if B follows A, 0 if B comes from another document"
 
     def __init__(self, tokenizer=None, max_len: int = 128, task_id: int = 0,
                  reservoir: int = 64, pooling: str = "pooler", name: str = "next_sentence"):
-        self.tok = as_tokenizer(tokenizer)
-        self.pooling = check_pooling(pooling)
-        self.max_len, self.task_id, self.name = max_len, task_id, name
+        super().__init__(tokenizer, max_len, task_id, name, pooling)
         self.reservoir = Reservoir(reservoir)
-        self.stats = TaskStats()
 
     def build(self, doc: Document, rng: random.Random) -> Example | None:
         sents = doc.sentences
@@ -42,7 +38,7 @@ class NextSentence:
                 self.stats.skip("no_second_sentence")
                 return None
             a, b = tokenize_sentences(self.tok, sents[:2])
-            return sequence_example(self, [a.ids, b.ids], int(doc.meta["next_sentence_label"]))
+            return self.example([a.ids, b.ids], int(doc.meta["next_sentence_label"]))
         if not sents[0].text:
             self.stats.skip("no_text")
             return None
@@ -67,9 +63,4 @@ class NextSentence:
         if pair is None:
             self.stats.skip("one_sentence" if label == IS_NEXT else "no_other_document")
             return None
-        return sequence_example(self, pair, label)
-
-    make_head = sequence_make_head
-    compute = sequence_task_compute
-    state_dict = reservoir_state_dict
-    load_state_dict = reservoir_load_state_dict
+        return self.example(pair, label)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import random
 
-from ernie2.tasks.base import Document, Example, register
-from ernie2.tasks.common import (Reservoir, TaskStats, as_tokenizer, check_pooling, doc_key,
-                                 encode_text, reservoir_load_state_dict, reservoir_state_dict,
-                                 sequence_example, sequence_make_head, sequence_task_compute,
-                                 tokenize_sentences)
+from ernie2.corpus.document import Document
+from ernie2.tasks.documents import Reservoir, doc_key
+from ernie2.tasks.tokens import encode_text, tokenize_sentences
+from ernie2.tasks.protocol import Example, SequenceTask
+from ernie2.tasks.registry import register
 
 ADJACENT, SAME_DOCUMENT, OTHER_DOCUMENT = 0, 1, 2
 
 
 @register("sentence_distance")
-class SentenceDistance:
+class SentenceDistance(SequenceTask):
     """[CLS] A [SEP] B [SEP] with A a sentence and B: label 0 the next sentence, label 1 a
     sentence of the same document at least two sentences away (before or after A), label 2 a
     sentence of another document. The label is drawn uniformly first (balanced classes); when
@@ -23,17 +23,13 @@ class SentenceDistance:
     a reservoir of the `reservoir` most recent documents this task has seen.
     """
 
-    kind = "sequence"
     num_classes = 3
     description = "sentence pair: 0 adjacent, 1 same document not adjacent, 2 other document"
 
     def __init__(self, tokenizer=None, max_len: int = 128, task_id: int = 0,
                  reservoir: int = 64, pooling: str = "pooler", name: str = "sentence_distance"):
-        self.tok = as_tokenizer(tokenizer)
-        self.pooling = check_pooling(pooling)
-        self.max_len, self.task_id, self.name = max_len, task_id, name
+        super().__init__(tokenizer, max_len, task_id, name, pooling)
         self.reservoir = Reservoir(reservoir)
-        self.stats = TaskStats()
 
     def _remember(self, doc: Document, key: str, rng: random.Random) -> None:
         sents = doc.sentences
@@ -71,9 +67,4 @@ class SentenceDistance:
             self.stats.skip(("one_sentence" if n < 2 else "two_sentences") if label != 2
                             else "no_other_document")
             return None
-        return sequence_example(self, example, label)
-
-    make_head = sequence_make_head
-    compute = sequence_task_compute
-    state_dict = reservoir_state_dict
-    load_state_dict = reservoir_load_state_dict
+        return self.example(example, label)

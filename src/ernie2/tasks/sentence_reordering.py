@@ -7,9 +7,10 @@ import math
 import random
 from itertools import permutations
 
-from ernie2.tasks.base import Document, Example, register
-from ernie2.tasks.common import (TaskStats, as_tokenizer, check_pooling, sentence_window,
-                                 sequence_example, sequence_make_head, sequence_task_compute)
+from ernie2.corpus.document import Document
+from ernie2.tasks.tokens import sentence_window
+from ernie2.tasks.protocol import Example, SequenceTask
+from ernie2.tasks.registry import register
 
 
 def num_permutation_classes(m: int) -> int:
@@ -38,7 +39,7 @@ def decode_permutation(label: int, m: int) -> tuple[int, ...]:
 
 
 @register("sentence_reordering")
-class SentenceReordering:
+class SentenceReordering(SequenceTask):
     """Take consecutive sentences of one paragraph (of the document when its paragraphs have
     one sentence), cut them at sentence boundaries into n segments, and lay the segments out in
     a shuffled order: [CLS] seg_p0 [SEP] seg_p1 [SEP] ... with sentence ids alternating 0/1.
@@ -47,19 +48,17 @@ class SentenceReordering:
     at most the number of sentences), so labels are balanced across documents that allow all.
     """
 
-    kind = "sequence"
     description = "which permutation shuffled the n <= m segments of a paragraph"
+    min_sentences = 2
 
     def __init__(self, tokenizer=None, max_len: int = 128, task_id: int = 0, m: int = 3,
                  pooling: str = "pooler", name: str = "sentence_reordering"):
-        self.tok = as_tokenizer(tokenizer)
-        self.pooling = check_pooling(pooling)
+        super().__init__(tokenizer, max_len, task_id, name, pooling)
         if not 1 <= m <= 6:
             raise ValueError(f"m must be in 1..6 (6! = 720 permutations), got {m}")
-        self.max_len, self.task_id, self.name, self.m = max_len, task_id, name, m
+        self.m = m
         self.num_classes = num_permutation_classes(m)
         self._perms = {n: sorted(permutations(range(n))) for n in range(1, m + 1)}
-        self.stats = TaskStats()
 
     def _sentences(self, doc: Document, rng: random.Random):
         multi = [p for p in doc.paragraphs if len(p) >= 2]
@@ -97,7 +96,4 @@ class SentenceReordering:
         segments = [[t for ts in window[bounds[i]:bounds[i + 1]] for t in ts.ids]
                     for i in range(n)]
         shown = [segments[p] for p in perm]
-        return sequence_example(self, shown, label)
-
-    make_head = sequence_make_head
-    compute = sequence_task_compute
+        return self.example(shown, label)

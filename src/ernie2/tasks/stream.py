@@ -6,10 +6,13 @@ import math
 import random
 import zlib
 from collections import Counter
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
+from ernie2.corpus.document import Document
 from ernie2.corpus.spec import CorpusSpec, is_heldout, iter_positioned, mix_seed
-from ernie2.tasks.base import Document, Example, PretrainingTask, collate
+from ernie2.tasks.protocol import (Example, PretrainingTask, collate, load_task_state, member,
+                                   task_state)
 
 SPLITS = ("train", "eval", "all")
 MAX_EMPTY_PASSES = 8  # passes in a row that build no example before a stream gives up
@@ -58,7 +61,7 @@ class ExampleStream:
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.split, self.heldout, self.heldout_seed = split, heldout, heldout_seed
         self.epochs, self.max_builds = epochs, max_builds_per_doc
-        self.max_len = int(getattr(task, "max_len", 128))
+        self.max_len = int(member(task, "max_len"))
         self._task_hash = zlib.crc32(task.name.encode("utf-8"))
         self.corpus_stats: Counter = Counter()
         self.counts: Counter = Counter()
@@ -72,9 +75,9 @@ class ExampleStream:
     def state_dict(self) -> dict[str, Any]:
         """Where the stream is: after the last example it yielded. Small and JSON-able, except
         for what the task itself keeps (e.g. a reservoir of recent documents)."""
-        task_state = self.task.state_dict() if hasattr(self.task, "state_dict") else None
         return {"task": self.task.name, "epoch": self.epoch, "position": self._position,
-                "build": self._build, "task_state": task_state, "counts": dict(self.counts)}
+                "build": self._build, "task_state": task_state(self.task),
+                "counts": dict(self.counts)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("task") != self.task.name:
@@ -83,12 +86,11 @@ class ExampleStream:
         self.epoch, self._position, self._build = state["epoch"], state["position"], \
             state["build"]
         self.counts = Counter(state.get("counts", {}))
-        if state.get("task_state") is not None and hasattr(self.task, "load_state_dict"):
-            self.task.load_state_dict(state["task_state"])
+        load_task_state(self.task, state.get("task_state"))
 
     @property
     def stats(self) -> dict[str, Any]:
-        task_stats = dict(getattr(self.task, "stats", {}) or {})
+        task_stats = dict(member(self.task, "stats") or {})
         return {"epoch": self.epoch, **self.counts, **self.corpus_stats, **task_stats}
 
     # ------------------------------------------------------------------------- iteration
@@ -103,7 +105,7 @@ class ExampleStream:
         per = max(1, self.max_len - 2)
         # A task may cap it: one example per document when the document gives only one
         # distinct input (e.g. a title query).
-        cap = getattr(self.task, "builds_per_document", None) or self.max_builds
+        cap = member(self.task, "builds_per_document") or self.max_builds
         return max(1, min(self.max_builds, cap, math.ceil(estimated_tokens(doc) / per)))
 
     def __iter__(self) -> Iterator[Example]:
@@ -136,7 +138,7 @@ class ExampleStream:
                 raise ValueError(
                     f"task {self.task.name!r} built no example in {empty_passes} whole "
                     f"pass(es) in a row over {self.corpus.path}; "
-                    f"skips: {dict(getattr(self.task, 'stats', {}))}")
+                    f"skips: {dict(member(self.task, 'stats') or {})}")
             self.epoch += 1
             self._position, self._build = None, 0
 

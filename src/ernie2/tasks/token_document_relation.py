@@ -11,10 +11,12 @@ from collections import Counter
 from collections.abc import Iterable
 
 from ernie2.corpus.annotate import read_word_list, resource_path
+from ernie2.corpus.document import Document, Sentence
 from ernie2.corpus.text import is_punctuation
-from ernie2.tasks.base import IGNORE_INDEX, Document, Example, Sentence, register
-from ernie2.tasks.common import (TaskStats, as_tokenizer, sentence_window, token_example,
-                                 token_make_head, token_task_compute, vocab_info)
+from ernie2.model.heads import IGNORE_INDEX
+from ernie2.tasks.tokens import sentence_window, vocab_info
+from ernie2.tasks.protocol import Example, TokenTask
+from ernie2.tasks.registry import register
 
 
 def default_stop_words() -> set[str]:
@@ -89,7 +91,7 @@ def sentence_counts(doc: Document) -> Counter:
 
 
 @register("token_document_relation")
-class TokenDocumentRelation:
+class TokenDocumentRelation(TokenTask):
     """Segment: a window of consecutive sentences (at most half the document's). Label per
     token: 1 if its word also occurs in another sentence of the document outside the segment,
     else 0. Words are the corpus or jieba words when known, otherwise the units BERT's
@@ -101,21 +103,19 @@ class TokenDocumentRelation:
     space separated words) or an iterable of words.
     """
 
-    kind = "token"
     num_classes = 2
     description = "per token of a segment: does it also occur in the document's other segments"
+    min_sentences = 2
 
     def __init__(self, tokenizer=None, max_len: int = 128, task_id: int = 0,
                  stop_words: str | Iterable[str] = "default",
                  name: str = "token_document_relation"):
-        self.tok = as_tokenizer(tokenizer)
-        self.max_len, self.task_id, self.name = max_len, task_id, name
+        super().__init__(tokenizer, max_len, task_id, name)
         if isinstance(stop_words, str):
             stop_words = (default_stop_words() if stop_words == "default" else set()
                           if stop_words == "none" else read_word_list(stop_words))
         self.stop_words = {w.lower() for w in stop_words}
         self.info = vocab_info(self.tok)
-        self.stats = TaskStats()
 
     def _excluded(self, tid: int, word: str) -> bool:
         return (tid in self.info.special or bool(self.info.punctuation[tid])
@@ -148,7 +148,4 @@ class TokenDocumentRelation:
                 ids.append(tid)
                 labels.append(IGNORE_INDEX if self._excluded(tid, key)
                               else int(doc_counts[key] > window_counts[key]))
-        return token_example(self, ids, labels)
-
-    make_head = token_make_head
-    compute = token_task_compute
+        return self.example(ids, labels)

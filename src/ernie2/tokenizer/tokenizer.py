@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
@@ -62,7 +62,7 @@ class ErnieTokenizer:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **kwargs) -> "ErnieTokenizer":
+    def from_pretrained(cls, path: str | os.PathLike, **kwargs) -> ErnieTokenizer:
         """A directory holding `vocab.txt`, or the vocab file itself (or a known model name)."""
         p = Path(path)
         if not p.exists():

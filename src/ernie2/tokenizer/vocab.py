@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from ernie2.utils import atomic_write_text
 

@@ -222,14 +222,13 @@ class _Reader:
             args = typing.get_args(tp)
             if value is None and type(None) in args:
                 return None
-            errors = []
             for a in args:
                 if a is type(None):
                     continue
                 try:
                     return self.convert(value, a, path)
-                except ConfigError as exc:
-                    errors.append(exc)
+                except ConfigError:
+                    pass  # the next alternative may fit; none fitting is the error below
             raise self.fail(path, f"expected {_type_name(tp)}, got {value!r}")
         if origin is Literal:
             if value not in typing.get_args(tp):
@@ -457,7 +456,10 @@ def _non_finite(node: Any, path: list) -> list | None:
 
 
 def validate(cfg: PretrainConfig, text: str | None = None) -> None:
-    """Checks across keys (the types are checked while reading)."""
+    """Checks across keys (the types are checked while reading).
+
+    Long: one check after another, each naming the key it is about; they share nothing but the
+    reader that words the errors."""
     r = _Reader(cfg.source, text)
     bad = _non_finite(cfg, [])
     if bad:

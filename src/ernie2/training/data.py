@@ -15,15 +15,18 @@ Two ways to mix tasks (`mix`):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Protocol, Sequence
+from typing import Protocol
 
 import torch
 
-from ernie2.tasks.base import IGNORE_INDEX, Example, collate
+from ernie2.model.batch import length_batches
+from ernie2.model.heads import IGNORE_INDEX
+from ernie2.tasks.protocol import Example, collate
 
 
-class ExampleStream(Protocol):
+class ExampleSource(Protocol):
     """Examples of one task, in a fixed order for a given seed, rank and world size."""
 
     def __iter__(self) -> Iterator[Example]: ...
@@ -73,25 +76,6 @@ def units_of(micro: dict[str, dict[str, torch.Tensor]]) -> dict[str, tuple[float
             for name, b in micro.items()}
 
 
-def pack(lengths: Sequence[int], max_examples: int | None, max_tokens: int | None) -> list[list[int]]:
-    """Split example indices into micro-batches, longest first (little padding), each holding
-    at most `max_examples` examples and at most `max_tokens` padded tokens."""
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    out: list[list[int]] = []
-    cur: list[int] = []
-    for i in order:
-        width = lengths[cur[0]] if cur else lengths[i]
-        full = cur and ((max_examples and len(cur) >= max_examples)
-                        or (max_tokens and width * (len(cur) + 1) > max_tokens))
-        if full:
-            out.append(cur)
-            cur = []
-        cur.append(i)
-    if cur:
-        out.append(cur)
-    return out
-
-
 @dataclass
 class Batching:
     """Global batch and micro-batch sizes, in examples or in tokens (token budget)."""
@@ -112,7 +96,7 @@ class StageFeeder:
     """Iterator over optimizer steps of one stage: each item is this rank's micro-batches,
     each micro-batch a dict {task name: collated batch}."""
 
-    def __init__(self, counts: dict[str, int], steps: int, streams: dict[str, ExampleStream],
+    def __init__(self, counts: dict[str, int], steps: int, streams: dict[str, ExampleSource],
                  batching: Batching, mix: str = "step", rank: int = 0, world: int = 1,
                  pad_id: int = 0, start: int = 0, task_ids: dict[str, int] | None = None,
                  consumed: dict[str, int] | None = None):
@@ -138,9 +122,6 @@ class StageFeeder:
 
     def __iter__(self):
         return self
-
-    def tasks_at(self, step: int) -> dict[str, int]:
-        return self.plan[step]
 
     def _draw(self, name: str, first: int, k: int) -> list[Example]:
         """This rank's examples of one task for one step: the task fills slots
@@ -175,17 +156,19 @@ class StageFeeder:
         for name, k in comp.items():
             drawn.extend((name, ex) for ex in self._draw(name, first, k))
             first += k
-        groups = pack([len(e.input_ids) for _, e in drawn], self.batching.micro_batch_size,
-                      self.batching.micro_batch_tokens)
+        groups = length_batches([len(e.input_ids) for _, e in drawn],
+                                self.batching.micro_batch_size or None,
+                                self.batching.micro_batch_tokens or None)
         micro = []
         for idx in groups:
             by_task: dict[str, list[Example]] = {}
             for i in sorted(idx):
                 name, ex = drawn[i]
-                if self.task_ids is not None:
-                    ex.task_id = self.task_ids[name]  # the plan's fixed row, whatever the task set
                 by_task.setdefault(name, []).append(ex)
-            micro.append({t: collate(exs, self.pad_id) for t, exs in by_task.items()})
+            # Each task's rows get the plan's fixed task-embedding row, whatever the task set.
+            micro.append({t: collate(exs, self.pad_id,
+                                     None if self.task_ids is None else self.task_ids[t])
+                          for t, exs in by_task.items()})
         return micro
 
     def state_dict(self) -> dict:

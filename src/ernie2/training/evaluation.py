@@ -12,12 +12,13 @@ import io
 import logging
 import math
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import torch
 
-from ernie2.tasks.base import IGNORE_INDEX, Example, collate
+from ernie2.model.heads import IGNORE_INDEX
+from ernie2.tasks.protocol import Example, collate, member
 from ernie2.training import distributed as dist_util
 from ernie2.training.precision import autocast
 from ernie2.utils import atomic_write_bytes, atomic_write_text
@@ -50,9 +51,9 @@ def summarize(loss_sum: float, units: float, sums: dict[str, float], lm_like: bo
 
 def is_lm_like(task, vocab_size: int) -> bool:
     """A per-token task predicting vocabulary ids (masked LM and kin): perplexity applies."""
-    if getattr(task, "vocab_sized", False):
+    if member(task, "vocab_sized"):
         return True
-    return getattr(task, "kind", None) == "token" and getattr(task, "num_classes", 0) == vocab_size
+    return task.kind == "token" and task.num_classes == vocab_size
 
 
 @torch.no_grad()
@@ -76,9 +77,7 @@ def evaluate(model, heldout: dict[str, list[Example]], *, device: torch.device,
             sums: dict[str, float] = {}
             for i in range(0, len(mine), batch_size):
                 chunk = mine[i:i + batch_size]
-                for ex in chunk:
-                    ex.task_id = task_ids[name]
-                batch = collate(chunk, pad_id)
+                batch = collate(chunk, pad_id, task_ids[name])
                 n_units = float((batch["labels"] != IGNORE_INDEX).sum())
                 with autocast(precision, device):
                     losses, mets = model({name: batch})

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -74,7 +74,6 @@ class LoopState:
     skipped: int = 0
     bad_in_a_row: int = 0
     overflow: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class Trainer:
@@ -128,6 +127,9 @@ class Trainer:
         return t[0], t[1]
 
     def train_step(self, micro_batches: list[Any]) -> StepResult:
+        """One optimizer step. Long: the step in the order it runs (units, forward/backward
+        of each micro-batch, the one read-back, the all-reduce, clipping, the update or the
+        skip); the weighting of the module docstring is spread over it and reads best whole."""
         if not micro_batches:
             raise ValueError("an optimizer step needs at least one micro-batch")
         self.module.train()
@@ -135,9 +137,11 @@ class Trainer:
         total_units, total_examples = self._totals(units)
         all_examples = float(total_examples.sum())
         index = {k: i for i, k in enumerate(self.keys)}
-        loss_sums = torch.zeros(len(self.keys), dtype=torch.float64)
-        metrics: dict[str, dict[str, float]] = {}
-        finite = True
+        # Per key, sum of mean loss x units, and whether any micro-batch's loss was not finite:
+        # tensors where the losses are, read back once after the last micro-batch.
+        loss_sums: dict[str, torch.Tensor] = {}
+        not_finite: torch.Tensor | None = None
+        metrics: dict[str, dict[str, Any]] = {}
         n = len(micro_batches)
         for i, (micro, u) in enumerate(zip(micro_batches, units)):
             sync = i == n - 1
@@ -154,16 +158,24 @@ class Trainer:
                     w = (total_examples[j] / all_examples) * (u.get(k, (0, 0))[0] / total_units[j])
                     term = loss.float() * float(w * self.world)
                     total = term if total is None else total + term
-                    loss_sums[j] += float(loss.detach()) * u.get(k, (0, 0))[0]
+                    scaled = loss.detach().double() * u.get(k, (0, 0))[0]
+                    loss_sums[k] = scaled if k not in loss_sums else loss_sums[k] + scaled
                 if total is None:  # nothing scored in this micro-batch: keep DDP in step
                     total = sum(p.sum() * 0.0 for p in self.module.parameters())
-                if not torch.isfinite(total.detach()):
-                    finite = False
+                bad = ~torch.isfinite(total.detach())
+                not_finite = bad if not_finite is None else not_finite | bad
                 (self.scaler.scale(total) if self.scaler else total).backward()
             for k, m in mets.items():
                 acc = metrics.setdefault(k, {})
                 for name, v in m.items():
-                    acc[name] = acc.get(name, 0.0) + float(v)
+                    acc[name] = acc.get(name, 0.0) + v
+        # The step's one read-back: every key's loss sum and the finiteness flag together.
+        dev = not_finite.device
+        read = torch.stack([loss_sums[k].reshape(()).to(dev, torch.float64) if k in loss_sums
+                            else torch.zeros((), dtype=torch.float64, device=dev)
+                            for k in self.keys]
+                           + [not_finite.reshape(()).to(torch.float64)]).cpu()
+        loss_sums, finite = read[:-1], bool(read[-1] == 0)
         if self.world > 1:
             flag = torch.tensor([0.0 if finite else 1.0],
                                 device=self.device if self.device.type == "cuda" else "cpu")
@@ -264,6 +276,3 @@ class Trainer:
         for k, v in state["loop"].items():
             setattr(self.state, k, int(v))
 
-
-def mean_or_nan(num: float, den: float) -> float:
-    return num / den if den else math.nan

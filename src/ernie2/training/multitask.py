@@ -8,14 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ernie2.model.batch import to_device
 from ernie2.model.modeling import ErnieModel
 
 logger = logging.getLogger(__name__)
-
-
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    non_blocking = device.type == "cuda"
-    return {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
 
 
 class MultiTaskModel(nn.Module):
@@ -49,6 +45,7 @@ class MultiTaskModel(nn.Module):
             b = batches[0]
             ids, sent, mask, tids = (b["input_ids"], b["sent_ids"], b["attention_mask"],
                                      b["task_ids"])
+            padded = b.get("padded")
         else:
             width = max(b["input_ids"].shape[1] for b in batches)
             pad_id = self.encoder.config.pad_token_id
@@ -58,7 +55,11 @@ class MultiTaskModel(nn.Module):
                                   for b in batches])
             ids, sent, mask = cat("input_ids", pad_id), cat("sent_ids"), cat("attention_mask")
             tids = torch.cat([b["task_ids"] for b in batches])
-        pooled, encoded = self.encoder(ids, sent, tids, mask)
+            # Decided from the collated batches, never from the device: None when one is unknown.
+            flags = [b.get("padded") for b in batches]
+            padded = None if None in flags else (
+                any(flags) or any(b["input_ids"].shape[1] != width for b in batches))
+        pooled, encoded = self.encoder(ids, sent, tids, mask, padded=padded)
         losses, metrics = {}, {}
         row = 0
         for name, b in zip(names, batches):
@@ -67,7 +68,7 @@ class MultiTaskModel(nn.Module):
             loss, mets = self.tasks[name].compute(self.heads[name], p, encoded[row:row + n, :w], b)
             row += n
             losses[name] = loss
-            metrics[name] = {k: float(v) for k, v in mets.items()}
+            metrics[name] = dict(mets)  # additive sums, tensors or numbers, read when logged
         return losses, metrics
 
 

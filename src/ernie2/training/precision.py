@@ -102,7 +102,7 @@ def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | 
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def measure_peak_flops(precision: str, device_str: str, n: int = 2048, seconds: float = 0.5) -> float:
     """FLOP/s of an n x n matmul in `precision` on `device`: the machine's practical peak,
     measured rather than read off a datasheet (clock, cores and vector units vary)."""

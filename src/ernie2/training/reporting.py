@@ -3,14 +3,15 @@ JSON-lines file, a CSV file and TensorBoard (when installed)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ernie2.training import distributed as dist_util
 from ernie2.training.evaluation import summarize
@@ -62,13 +63,18 @@ class MetricLogger:
         self.tokens = self.padded = self.rows = self.steps = self.skipped = 0
         self.grad_norm = 0.0
 
-    def pause(self) -> float:
-        """Call before work that should not count as training time (evaluation, saving);
-        returns a token for `resume`."""
-        return time.perf_counter()
+    def restart_clock(self) -> None:
+        """Count training time from now (at the start of a stage or a run)."""
+        self.t0 = time.perf_counter()
 
-    def resume(self, token: float) -> None:
-        self.t0 += time.perf_counter() - token
+    @contextlib.contextmanager
+    def untimed(self):
+        """Work inside (evaluation, saving) does not count as training time."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.t0 += time.perf_counter() - start
 
     def __call__(self, result: StepResult) -> None:
         for k, loss in result.losses.items():
@@ -94,7 +100,9 @@ class MetricLogger:
         if not self.steps:
             return None
         elapsed = max(time.perf_counter() - self.t0, 1e-9)
-        gathered = dist_util.all_gather_objects((self.sums, self.tokens, self.padded, self.rows))
+        # The metric sums were kept as tensors step after step: read them here, once.
+        local = {k: {name: float(v) for name, v in m.items()} for k, m in self.sums.items()}
+        gathered = dist_util.all_gather_objects((local, self.tokens, self.padded, self.rows))
         sums: dict[str, dict[str, float]] = {}
         for g in gathered:
             for k, m in g[0].items():

@@ -16,8 +16,8 @@ Allocation policies turn weights into step counts that add up to the stage's ste
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 SCHEDULES = ("continual", "sequential", "joint")
 ALLOCATIONS = ("ernie2", "equal")

@@ -22,10 +22,10 @@ from typing import Any
 from ernie2.corpus.prepare import cached_corpus, corpus_cache, corpus_fingerprint, formats
 from ernie2.corpus.readers import document_to_json
 from ernie2.corpus.spec import CorpusSpec, is_heldout, iter_positioned
-from ernie2.tasks.base import Example
+from ernie2.tasks.protocol import Example
 from ernie2.tasks.stream import ExampleStream, stream_examples
 from ernie2.training import distributed as dist_util
-from ernie2.training.checkpoints import random_state_from_json, random_state_to_json
+from ernie2.training.snapshots import random_state_from_json, random_state_to_json
 from ernie2.utils import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def train_stream(task, corpus: dict, *, seed: int, heldout: float, rank: int, wo
                              heldout_seed=seed)
     # Documents sharding: each rank shuffles its own examples; examples sharding: every rank
     # shuffles the global stream alike, then keeps its share.
-    buffer_seed = zlib.crc32(f"{seed}/{task.name}/{rank if by_doc else 0}".encode("utf-8"))
+    buffer_seed = zlib.crc32(f"{seed}/{task.name}/{rank if by_doc else 0}".encode())
     return TaskStream(stream, 0 if by_doc else rank, 1 if by_doc else world, shuffle=shuffle,
                       seed=buffer_seed)
 

@@ -8,14 +8,14 @@ import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ernie2.inference.augment import MASK
+from ernie2.finetune.augment import MASK
 from ernie2.utils import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class BowClassifier(nn.Module):
             ensure_ascii=False, indent=1) + "\n")
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "BowClassifier":
+    def load(cls, path: str | os.PathLike) -> BowClassifier:
         from safetensors.torch import load_file
 
         path = Path(path)

@@ -19,16 +19,29 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ernie2.inference.augment import AugmentOptions, Augmenter, encode_with_masks
+from ernie2.finetune.augment import Augmenter, AugmentOptions, encode_with_masks
+from ernie2.finetune.bow import BowClassifier, build_words, default_segmenter, segment
+from ernie2.finetune.evaluate import predict_examples, run_model
+from ernie2.finetune.model import FinetuneModel
+from ernie2.finetune.readers import InputError, TextExample, check_text
+from ernie2.finetune.run import find_split
+from ernie2.model.batch import collate
+from ernie2.model.config import NAMED_SIZES
+from ernie2.model.modeling import ErnieModel
+from ernie2.tokenizer import ErnieTokenizer
+from ernie2.training.fit import Cadence, fit
+from ernie2.training.loop import Trainer
+from ernie2.training.optim import WarmupLinear, make_optimizer
 from ernie2.utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -107,12 +120,6 @@ class _Student:
 
 
 def _ernie_student(settings: DistillSettings, teacher, tokenizer, texts: Sequence[str]) -> _Student:
-    from ernie2.finetune.batching import collate
-    from ernie2.finetune.inference import predict_examples
-    from ernie2.finetune.model import FinetuneModel
-    from ernie2.finetune.readers import TextExample
-    from ernie2.model.config import NAMED_SIZES
-    from ernie2.model.modeling import ErnieModel
 
     tc = teacher.config
     if settings.student_layers:
@@ -152,7 +159,6 @@ def _ernie_student(settings: DistillSettings, teacher, tokenizer, texts: Sequenc
 def _bow_student(settings: DistillSettings, labels: Sequence[str],
                  segmented: Sequence[Sequence[str]], segmenter: str,
                  vocab_rows: Sequence[int]) -> _Student:
-    from ernie2.inference.bow import BowClassifier, build_words
 
     # The vocabulary comes from the texts the student may learn from; for the baseline that is
     # the labeled texts only, so it gains nothing from the transfer set.
@@ -198,8 +204,6 @@ def train_student(student: _Student, targets: np.ndarray, labels: np.ndarray,
     """Train on `rows` (indices into the transfer set) for `steps` optimizer steps with the
     shared training loop, evaluating after every pass over `rows`; the module ends with its
     best-scoring weights. Returns (best dev accuracy, its step)."""
-    from ernie2.training.loop import Trainer
-    from ernie2.training.optim import WarmupLinear, make_optimizer
 
     module = student.module
     per_epoch = max(1, math.ceil(len(rows) / settings.batch_size))
@@ -224,7 +228,7 @@ def train_student(student: _Student, targets: np.ndarray, labels: np.ndarray,
         loss = distill_loss(logits, batch["targets"], batch["labels"], settings.temperature,
                             settings.alpha)
         agree = (logits.argmax(-1) == batch["targets"].argmax(-1)).sum()
-        return {"distill": loss}, {"distill": {"agree": float(agree), "count": len(logits)}}
+        return {"distill": loss}, {"distill": {"agree": agree, "count": len(logits)}}
 
     def units_fn(batch):
         n = float(len(batch["targets"]))
@@ -234,20 +238,18 @@ def train_student(student: _Student, targets: np.ndarray, labels: np.ndarray,
                       device=torch.device("cpu"), precision="fp32", grad_clip=1.0)
     best = {"score": -1.0, "step": 0, "state": None}
 
-    def on_step(result) -> None:
-        if result.step % per_epoch and result.step != steps:
-            return
+    def on_dev(step: int) -> None:
         module.eval()
         score = evaluate()
         module.train()
-        logger.info("%s step %d: dev accuracy %.4f (loss %.4f)", desc, result.step, score,
-                    result.losses.get("distill", float("nan")))
+        logger.info("%s step %d: dev accuracy %.4f", desc, step, score)
         if score > best["score"]:
-            best.update(score=score, step=result.step,
-                        state=copy.deepcopy(module.state_dict()))
+            best.update(score=score, step=step, state=copy.deepcopy(module.state_dict()))
 
     torch.manual_seed(settings.seed)
-    trainer.fit(batches(), steps, callbacks=[on_step], progress=settings.progress, desc=desc)
+    fit(trainer, batches(), steps,
+        Cadence(evaluate=on_dev, evaluate_at=lambda step: step % per_epoch == 0 or step == steps),
+        progress=settings.progress, desc=desc)
     module.load_state_dict(best["state"])
     module.eval()
     return best["score"], best["step"]
@@ -255,7 +257,6 @@ def train_student(student: _Student, targets: np.ndarray, labels: np.ndarray,
 
 # ---------------------------------------------------------------------- the whole run
 def _read_lines(path: str | os.PathLike) -> list[str]:
-    from ernie2.inference.inputs import InputError, check_text
 
     out = []
     with open(path, "rb") as fh:
@@ -319,20 +320,17 @@ def read_transfer(path: str | os.PathLike, names: Sequence[str]
     return texts, np.array(labels, dtype=np.int64), np.array(probs, dtype=np.float32)
 
 
-def distill(settings: DistillSettings) -> DistillResult:
-    from ernie2.finetune.inference import evaluate as evaluate_examples
-    from ernie2.finetune.inference import run_model
-    from ernie2.finetune.model import FinetuneModel
-    from ernie2.finetune.run import find_split
-    from ernie2.tokenizer import ErnieTokenizer
-
+def _teacher_and_data(settings: DistillSettings):
+    """(teacher, its tokenizer, {"train", "dev", "test": examples or None}), checked: a
+    single-text classifier and a data directory with train and dev."""
     out_dir, data_dir = Path(settings.output_dir), Path(settings.data_dir)
     if settings.transfer and Path(settings.transfer).resolve() == \
             (out_dir / "transfer.tsv").resolve():
         raise ValueError(f"{settings.transfer} would be overwritten by this run; copy it or "
                          "choose another output_dir")
     teacher = FinetuneModel.load(settings.teacher)
-    if teacher.task.name != "classify":
+    # The students read one text and predict a class.
+    if teacher.task.inputs != "text" or teacher.task.labels != "classes":
         raise ValueError(f"{settings.teacher}: distillation takes a classify model; this one is "
                          f"{teacher.task.name}")
     layers = teacher.config.num_hidden_layers
@@ -340,47 +338,60 @@ def distill(settings: DistillSettings) -> DistillResult:
             not 0 < settings.student_layers <= layers:
         raise ValueError(f"student_layers {settings.student_layers}: the teacher has {layers}")
     tokenizer = ErnieTokenizer.from_pretrained(settings.teacher)
-    task, opts, label_set = teacher.task, teacher.options, teacher.labels
     splits = {}
     for split in ("train", "dev", "test"):
-        f = find_split(data_dir, split, task)
-        splits[split] = task.read(f, opts, split != "test") if f else None
+        f = find_split(data_dir, split, teacher.task)
+        splits[split] = teacher.task.read(f, teacher.options, split != "test") if f else None
     if not splits["train"] or not splits["dev"]:
         raise FileNotFoundError(f"{data_dir}: distillation needs train.tsv and dev.tsv")
-    train = splits["train"]
-    train_texts = [ex.text_a for ex in train]
+    return teacher, tokenizer, splits
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+
+def _transfer_set(settings: DistillSettings, teacher, tokenizer, train: Sequence):
+    """(texts, gold label ids or -1, teacher probabilities, new texts, where they came from):
+    read from `settings.transfer`, or the training texts plus augmented and unlabeled ones,
+    labeled by the teacher. The training rows stay as they are; new texts count once."""
+    label_set = teacher.labels
+    train_texts = [ex.text_a for ex in train]
     if settings.transfer:
         texts, labels, probs = read_transfer(settings.transfer, label_set.names)
         gold_texts = sorted(t for t, g in zip(texts, labels) if g >= 0)
         if gold_texts != sorted(train_texts):
             raise ValueError(f"{settings.transfer}: its labeled rows are not the training texts "
-                             f"of {data_dir}; it was made for other data")
-        n_new, sources = int((labels < 0).sum()), {"from": str(settings.transfer)}
+                             f"of {settings.data_dir}; it was made for other data")
         logger.info("transfer set read from %s: %d texts", settings.transfer, len(texts))
-    else:
-        # Training texts, augmented texts, unlabeled texts. The training rows stay as they are
-        # (each with its gold label); new texts count once.
-        aug = Augmenter(train_texts, settings.augment).all_variants() \
-            if settings.augment.per_text else []
-        extra = _read_lines(settings.unlabeled) if settings.unlabeled else []
-        seen = set(train_texts)
-        new = [t for t in dict.fromkeys([*aug, *extra]) if t not in seen]
-        texts = [*train_texts, *new]
-        labels = np.array([label_set.id(str(ex.label), ex.source) for ex in train]
-                          + [-1] * len(new), dtype=np.int64)
-        aug_set = set(aug)
-        n_new = len(new)
-        sources = {"augmented": sum(t in aug_set for t in new)}
-        sources["unlabeled"] = n_new - sources["augmented"]
-        logger.info("transfer set: %d training texts, %d augmented, %d unlabeled -> %d new",
-                    len(train_texts), len(aug), len(extra), n_new)
-        t0 = time.perf_counter()
-        features = encode_with_masks(tokenizer, texts, opts.max_len)
-        probs = np.stack(run_model(teacher, features, settings.teacher_batch_size,
-                                   tokenizer.pad_id))
-        logger.info("teacher labeled %d texts in %.0f s", len(texts), time.perf_counter() - t0)
+        return texts, labels, probs, int((labels < 0).sum()), {"from": str(settings.transfer)}
+    aug = Augmenter(train_texts, settings.augment).all_variants() \
+        if settings.augment.per_text else []
+    extra = _read_lines(settings.unlabeled) if settings.unlabeled else []
+    seen = set(train_texts)
+    new = [t for t in dict.fromkeys([*aug, *extra]) if t not in seen]
+    texts = [*train_texts, *new]
+    labels = np.array([label_set.id(str(ex.label), ex.source) for ex in train]
+                      + [-1] * len(new), dtype=np.int64)
+    aug_set = set(aug)
+    sources = {"augmented": sum(t in aug_set for t in new)}
+    sources["unlabeled"] = len(new) - sources["augmented"]
+    logger.info("transfer set: %d training texts, %d augmented, %d unlabeled -> %d new",
+                len(train_texts), len(aug), len(extra), len(new))
+    t0 = time.perf_counter()
+    features = encode_with_masks(tokenizer, texts, teacher.options.max_len)
+    probs = np.stack(run_model(teacher, features, settings.teacher_batch_size, tokenizer.pad_id))
+    logger.info("teacher labeled %d texts in %.0f s", len(texts), time.perf_counter() - t0)
+    return texts, labels, probs, len(new), sources
+
+
+def distill(settings: DistillSettings) -> DistillResult:
+    """The recipe: the teacher and data, the transfer set, the student trained on the
+    teacher's probabilities, the same student on the gold labels alone (the baseline), and the
+    report comparing the three. Long for its closures: `make`, `scores` and `trained` share
+    the run's data and are used for both students."""
+    out_dir = Path(settings.output_dir)
+    teacher, tokenizer, splits = _teacher_and_data(settings)
+    label_set = teacher.labels
+    out_dir.mkdir(parents=True, exist_ok=True)
+    texts, labels, probs, n_new, sources = _transfer_set(settings, teacher, tokenizer,
+                                                         splits["train"])
     write_transfer(out_dir / "transfer.tsv", texts, labels, probs, label_set.names)
 
     dev, test = splits["dev"], splits["test"]
@@ -390,7 +401,6 @@ def distill(settings: DistillSettings) -> DistillResult:
 
     segmented: list[list[str]] = []
     if settings.student == "bow":
-        from ernie2.inference.bow import default_segmenter, segment
         segmenter = settings.bow_segmenter or default_segmenter()
         segmented = [segment(t, segmenter) for t in texts]
 
@@ -417,33 +427,29 @@ def distill(settings: DistillSettings) -> DistillResult:
         s["sentences_per_second"] = sentences_per_second(predict, eval_texts)
         return s
 
-    teacher_predict = (lambda ts: _teacher_predict(teacher, tokenizer, ts))
-    report["teacher"] = scores(teacher_predict)
-    report["teacher"]["parameters"] = sum(p.numel() for p in teacher.parameters())
+    def trained(student: _Student, targets, rows, run_settings, desc: str) -> dict[str, Any]:
+        _, at = train_student(student, targets, labels, rows, steps, run_settings, lr,
+                              lambda: accuracy(student.predict(dev_texts), dev_gold), desc)
+        return {**scores(student.predict), "best_step": at,
+                "parameters": sum(p.numel() for p in student.module.parameters())}
 
+    report["teacher"] = scores(lambda ts: _teacher_predict(teacher, tokenizer, ts))
+    report["teacher"]["parameters"] = sum(p.numel() for p in teacher.parameters())
     student = make(all_rows)
-    best, at = train_student(student, probs, labels, all_rows, steps, settings, lr,
-                             lambda: accuracy(student.predict(dev_texts), dev_gold), "distill")
+    report["student"] = trained(student, probs, all_rows, settings, "distill")
     student.save(out_dir / "student")
-    report["student"] = {**scores(student.predict), "best_step": at,
-                         "parameters": sum(p.numel() for p in student.module.parameters())}
 
     baseline_dir = None
     if settings.baseline:
         rows = [i for i in all_rows if labels[i] >= 0]
-        onehot = np.eye(len(label_set), dtype=np.float32)[labels[rows]]
         hard = np.zeros_like(probs)
-        hard[rows] = onehot
+        hard[rows] = np.eye(len(label_set), dtype=np.float32)[labels[rows]]
         plain = make(rows)
         base_settings = copy.copy(settings)
         base_settings.alpha, base_settings.temperature = 0.0, 1.0  # targets are the gold labels
-        best_b, at_b = train_student(plain, hard, labels, rows, steps, base_settings, lr,
-                                     lambda: accuracy(plain.predict(dev_texts), dev_gold),
-                                     "baseline")
+        report["baseline"] = trained(plain, hard, rows, base_settings, "baseline")
         baseline_dir = out_dir / "baseline"
         plain.save(baseline_dir)
-        report["baseline"] = {**scores(plain.predict), "best_step": at_b,
-                              "parameters": sum(p.numel() for p in plain.module.parameters())}
     report["speedup"] = report["student"]["sentences_per_second"] / \
         report["teacher"]["sentences_per_second"]
     atomic_write_text(out_dir / "report.json",
@@ -452,8 +458,6 @@ def distill(settings: DistillSettings) -> DistillResult:
 
 
 def _teacher_predict(teacher, tokenizer, texts: Sequence[str]) -> list[dict]:
-    from ernie2.finetune.inference import predict_examples
-    from ernie2.finetune.readers import TextExample
     examples = [TextExample(t, None, None, None, f"<text {i}>") for i, t in enumerate(texts)]
     return predict_examples(teacher, tokenizer, examples, 64)[0]
 

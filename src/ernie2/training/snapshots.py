@@ -1,4 +1,5 @@
-"""Training checkpoints: written atomically, the last K kept, everything needed to resume exactly.
+"""Snapshots of a training run (its checkpoints), written atomically, the last K kept, holding
+everything needed to resume exactly. (Model weight formats are model/checkpoint.py.)
 
 A checkpoint is a directory `step-00001200/` holding
 - `model.safetensors`: the trained module's state (encoder and heads);

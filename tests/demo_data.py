@@ -1,7 +1,7 @@
 """Shared data fixtures for the corpus and task tests: small demo corpora built once per session
 from the installed packages, and a hand-made tokenizer for hand-worked documents.
 
-Import the fixtures into a test module (`from conftest_data import demo_small`); the build is
+Import the fixtures into a test module (`from demo_data import demo_small`); the build is
 done once per session whichever module asks first.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ernie2.tasks.base import Document, Sentence, Span
+from ernie2.corpus.document import Document, Sentence, Span
 from ernie2.tokenizer import SPECIAL_TOKENS, ErnieTokenizer
 
 SMALL_ZH_DOCS = 300

@@ -15,9 +15,10 @@ import json
 import logging
 import random
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,21 +26,22 @@ import torch
 from ernie2.model.checkpoint import load_encoder, read_checkpoint
 from ernie2.model.config import ErnieConfig
 from ernie2.model.modeling import ErnieModel
-from ernie2.tasks.base import create_task, load_factory
+from ernie2.tasks.registry import create_task, load_factory
 from ernie2.tokenizer import ErnieTokenizer
 from ernie2.training import distributed as dist_util
-from ernie2.training.checkpoints import CheckpointManager, Loaded, rng_state, set_rng_state
+from ernie2.training.snapshots import CheckpointManager, Loaded, rng_state, set_rng_state
 from ernie2.training.config import (ConfigError, PretrainConfig, config_changes, load_config,
                                     refuse_changes, task_run_name)
 from ernie2.training.data import Batching, StageFeeder, units_of
+from ernie2.training.fit import Cadence, fit
 from ernie2.training.evaluation import (chance_level, evaluate, is_lm_like, main_metric,
                                         write_forgetting_report)
 from ernie2.training.loop import LoopState, Trainer
-from ernie2.training.multitask import (MultiTaskModel, grow_task_embedding,
-                                       remap_optimizer_state, step_fn)
+from ernie2.training.multitask import (MultiTaskModel, grow_task_embedding, remap_optimizer_state,
+                                       step_fn)
 from ernie2.training.optim import WarmupLinear, make_optimizer, warmup_steps
-from ernie2.training.precision import (choose_cpu_precision, measure_peak_flops,
-                                       resolve_device, resolve_precision)
+from ernie2.training.precision import (choose_cpu_precision, measure_peak_flops, resolve_device,
+                                       resolve_precision)
 from ernie2.training.reporting import MetricLogger, format_record
 from ernie2.training.rundir import RunDirError, RunLock, claim
 from ernie2.training.schedule import Plan, StageSpec, build_plan
@@ -236,7 +238,7 @@ class PretrainRun:
         return self._prepared[c.name], c.heldout if c.heldout is not None else \
             self.cfg.eval.heldout
 
-    def build(self) -> None:
+    def setup(self) -> None:
         cfg = self.cfg
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % 2 ** 32)
@@ -326,30 +328,55 @@ class PretrainRun:
                             step=start)
 
     def _evaluate(self, step: int, s: int) -> dict:
-        token = self.logger.pause()
-        results = evaluate(self.model, self.heldout, device=self.device,
-                           precision=self.precision, batch_size=self.cfg.eval.batch_size,
-                           pad_id=self.tokenizer.pad_id, task_ids=self.task_ids,
-                           vocab_size=self.model.encoder.config.vocab_size)
-        rec = {"step": step, "stage": s + 1, "tasks": results}
-        if self.rank == 0:
-            self.logger.write(rec, "eval")
-        self.logger.resume(token)
+        with self.logger.untimed():
+            results = evaluate(self.model, self.heldout, device=self.device,
+                               precision=self.precision, batch_size=self.cfg.eval.batch_size,
+                               pad_id=self.tokenizer.pad_id, task_ids=self.task_ids,
+                               vocab_size=self.model.encoder.config.vocab_size)
+            rec = {"step": step, "stage": s + 1, "tasks": results}
+            if self.rank == 0:
+                self.logger.write(rec, "eval")
         return results
 
-    def _save(self, step: int, s: int, trainer: Trainer, feeder: StageFeeder) -> None:
-        token = self.logger.pause()
-        meta = {"stage": s, "global_step": step, "plan": _plan_summary(self.plan),
-                "precision": self.precision,
-                "trainer": {k: v for k, v in trainer.state_dict().items() if k != "optimizer"},
-                "history": self.history, "config": self.cfg.to_dict(),
-                "changes": self.changes}
-        rank_state = {"rng": rng_state(), "feeder_position": feeder.position,
-                      "consumed": dict(self.consumed),
-                      "streams": {n: st.state_dict() for n, st in self.streams.items()}}
-        self.ckpt.save(step, self.model.state_dict(), trainer.optimizer.state_dict(), meta,
-                       rank_state)
-        self.logger.resume(token)
+    def save_checkpoint(self, step: int, s: int, trainer: Trainer,
+                        feeder: StageFeeder) -> None:
+        with self.logger.untimed():
+            meta = {"stage": s, "global_step": step, "plan": _plan_summary(self.plan),
+                    "precision": self.precision,
+                    "trainer": {k: v for k, v in trainer.state_dict().items() if k != "optimizer"},
+                    "history": self.history, "config": self.cfg.to_dict(),
+                    "changes": self.changes}
+            rank_state = {"rng": rng_state(), "feeder_position": feeder.position,
+                          "consumed": dict(self.consumed),
+                          "streams": {n: st.state_dict() for n, st in self.streams.items()}}
+            self.ckpt.save(step, self.model.state_dict(), trainer.optimizer.state_dict(), meta,
+                           rank_state)
+
+    def _cadence(self, s: int, end: int, trainer: Trainer, feeder: StageFeeder,
+                 interrupt: _Interrupt) -> Cadence:
+        """When stage `s` evaluates, saves and stops before its last step `end` (which always
+        evaluates and saves, after the fit)."""
+        cfg = self.cfg
+
+        def stop_at(step: int) -> bool:
+            by_steps = self.max_steps is not None and step >= self.max_steps
+            by_hook = bool(self.stop_hook and self.stop_hook(step))  # asked every step
+            return by_steps or by_hook
+
+        def interrupted() -> bool:
+            flag = interrupt.flag
+            if self.world > 1:  # every rank stops at the same step
+                flag = bool(dist_util.all_reduce_max(torch.tensor([float(flag)])).item())
+            return flag
+
+        return Cadence(
+            evaluate=lambda step: self._evaluate(step, s),
+            evaluate_at=lambda step: bool(cfg.eval.every and step % cfg.eval.every == 0
+                                          and step != end),
+            save=lambda step: self.save_checkpoint(step, s, trainer, feeder),
+            save_at=lambda step: bool(cfg.checkpoint.every and step % cfg.checkpoint.every == 0
+                                      and step != end),
+            stop_at=stop_at, interrupted=interrupted, save_on_stop=self.save_stopped)
 
     def _export(self, path: Path) -> None:
         if self.rank != 0:
@@ -405,34 +432,47 @@ class PretrainRun:
         return loaded
 
     def _run(self) -> PretrainResult:
-        cfg, plan = self.cfg, self.plan
         self.resumed = self._resumable() if self.resume else None
-        self.build()
+        self.setup()
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out / "config.json",
-                              json.dumps(cfg.to_dict(), indent=1, ensure_ascii=False) + "\n")
+                              json.dumps(self.cfg.to_dict(), indent=1, ensure_ascii=False) + "\n")
+        first_stage, loop_state = (self.resume_from(self.resumed) if self.resumed is not None
+                                   else (0, LoopState()))
+        return self.train(first_stage, loop_state)
+
+    def resume_from(self, loaded: Loaded) -> tuple[int, LoopState]:
+        """The model, history, streams and loop counters of a checkpoint (the optimizer,
+        scheduler, feeder position and random state are restored when its stage starts);
+        returns the stage to go on with and the loop state."""
+        if self.accepted:
+            self.logger.write({"step": int(loaded.meta["global_step"]), "tasks": {},
+                               "changed": self.accepted}, "resume")
+        s = int(loaded.meta["stage"])
+        for k in range(s + 1):
+            self._grow(k)
+        self.model.load_state_dict(loaded.model)
+        self.history = loaded.meta.get("history", [])
+        loop = loaded.meta["trainer"]["loop"]
+        loop_state = LoopState(**{k: int(v) for k, v in loop.items()})
+        for n, st in loaded.rank["streams"].items():
+            self.streams[n].load_state_dict(st)
+        self.consumed.update({k: int(v) for k, v in loaded.rank["consumed"].items()})
+        done_in_stage = loop_state.step - self.plan.stage_start(s)
+        first_stage = s + 1 if done_in_stage >= self.plan.stages[s].steps else s
+        logger.info("resuming from %s (step %d, stage %d)", loaded.path, loop_state.step, s + 1)
+        return first_stage, loop_state
+
+    def train(self, first_stage: int, loop_state: LoopState) -> PretrainResult:
+        """The stages from `first_stage` on, each fitted with its evaluation and checkpoints;
+        at a stage's end: evaluation, a checkpoint, the stage model and the reports.
+
+        Longer than most functions here: it is the driver's whole story in order (optimizer,
+        scheduler and feeder of a stage, what a resume restores into them, the fit, the end of
+        the stage, the final model), and splitting it would scatter the resume rules."""
+        cfg, plan = self.cfg, self.plan
         loaded = self.resumed
-        first_stage = 0
-        loop_state = LoopState()
-        if loaded is not None:
-            if self.accepted:
-                self.logger.write({"step": int(loaded.meta["global_step"]), "tasks": {},
-                                   "changed": self.accepted}, "resume")
-            path = loaded.path
-            s = int(loaded.meta["stage"])
-            for k in range(s + 1):
-                self._grow(k)
-            self.model.load_state_dict(loaded.model)
-            self.history = loaded.meta.get("history", [])
-            loop = loaded.meta["trainer"]["loop"]
-            loop_state = LoopState(**{k: int(v) for k, v in loop.items()})
-            for n, st in loaded.rank["streams"].items():
-                self.streams[n].load_state_dict(st)
-            self.consumed.update({k: int(v) for k, v in loaded.rank["consumed"].items()})
-            done_in_stage = loop_state.step - plan.stage_start(s)
-            first_stage = s + 1 if done_in_stage >= plan.stages[s].steps else s
-            logger.info("resuming from %s (step %d, stage %d)", path, loop_state.step, s + 1)
         trainer = None
         completed = True
         with _Interrupt() as interrupt:
@@ -473,33 +513,17 @@ class PretrainRun:
                             stage.name, stage.steps,
                             ", ".join(f"{n} ({stage.counts[n]})" for n in stage.trained))
 
-                def after_step(result, s=s, trainer=trainer, feeder=feeder, end=end):
-                    step = result.step
-                    if cfg.eval.every and step % cfg.eval.every == 0 and step != end:
-                        self._evaluate(step, s)
-                    if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step != end:
-                        self._save(step, s, trainer, feeder)
-                    stop_now = bool(self.max_steps is not None and step >= self.max_steps)
-                    stop_now |= bool(self.stop_hook and self.stop_hook(step))
-                    flag = interrupt.flag
-                    if self.world > 1:
-                        flag = bool(dist_util.all_reduce_max(torch.tensor([float(flag)])).item())
-                    if (flag or (stop_now and self.save_stopped)) and step != end:
-                        self._save(step, s, trainer, feeder)
-                    return stop_now or flag
-
-                self.logger.t0 = self.logger.pause()
-                finished = loop_state.step >= end or trainer.fit(
-                    feeder, end, [self.logger, after_step], progress=self.progress,
-                    desc=f"stage {s + 1}/{len(plan.stages)} {stage.name}")
-                self.logger.flush(loop_state.step)
+                finished = fit(trainer, feeder, end,
+                               self._cadence(s, end, trainer, feeder, interrupt),
+                               logger=self.logger, progress=self.progress,
+                               desc=f"stage {s + 1}/{len(plan.stages)} {stage.name}")
                 if not finished and loop_state.step < end:
                     completed = False
                     break
                 results = self._evaluate(end, s)
                 self.history.append({"stage": s, "name": stage.name, "step": end,
                                      "results": results})
-                self._save(end, s, trainer, feeder)
+                self.save_checkpoint(end, s, trainer, feeder)
                 if cfg.checkpoint.stage_models:
                     self._export(self.out / "stages" / f"{s + 1}-{_slug(stage.name)}")
                 self._report()
