@@ -130,7 +130,11 @@ def compare(tasks: Iterable[ProtocolTask], starts: Mapping[str, str | os.PathLik
             workers: int = 2, progress: bool = True) -> dict:
     """Fine-tune every start on every task under the protocol. Returns
     {task: {start: {"lr", "grid": {lr: dev}, "dev", "test": [per seed], "mean", "std",
-    "curve": {n: {"test": [...], "mean", "std"}}}}}."""
+    "curve": {n: {"test": [...], "mean", "std"}}}}}.
+
+    One function over 60 lines on purpose: the three phases (the grid on dev, the chosen rate's
+    further seeds, the label-efficiency points) share one process pool and one progress bar,
+    and each phase's runs depend on the previous phase's choice."""
     from tqdm import tqdm
 
     tasks = list(tasks)
