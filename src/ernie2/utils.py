@@ -51,9 +51,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         fh.write(data)
 
 
-def lazy_exports(package: str, names: dict[str, str]):
+def lazy_exports(package: str, modules: dict[str, str]):
     """A package's module-level __getattr__ (PEP 562) that imports each exported name from its
-    module on first use, so that importing one sub-module does not load the whole package."""
+    module on first use, so that importing one sub-module does not load the whole package, and
+    the package's __all__. `modules` maps a module to the names it exports, space-separated:
+
+        __getattr__, __all__ = lazy_exports(__name__, {"ernie2.model.config": "ErnieConfig"})
+    """
+    names = {name: module for module, exported in modules.items() for name in exported.split()}
+
     def __getattr__(name: str):
         if name not in names:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
@@ -63,7 +69,7 @@ def lazy_exports(package: str, names: dict[str, str]):
         value = getattr(importlib.import_module(names[name]), name)
         setattr(sys.modules[package], name, value)
         return value
-    return __getattr__
+    return __getattr__, sorted(names)
 
 
 def plural(n: int, noun: str) -> str:

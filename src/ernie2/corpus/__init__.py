@@ -23,25 +23,15 @@ ValueError naming file and line, or is skipped and counted with on_error="skip".
 
 from ernie2.utils import lazy_exports
 
-__all__ = ["AnnotationOptions", "Annotator", "BadInput", "CorpusSpec", "Document",
-           "Lexicon", "READERS", "Sentence", "Span", "build_demo", "detect_lang",
-           "document_from_json", "document_to_json", "is_heldout", "iter_documents",
-           "iter_positioned", "make_sentences", "mix_seed", "prepare_corpus",
-           "read_jsonl", "read_prepared", "read_segmented", "read_text", "segment_zh",
-           "sniff_format", "split_sentences", "write_jsonl"]
 
-__getattr__ = lazy_exports(__name__, {
-    "AnnotationOptions": "ernie2.corpus.annotate", "Annotator": "ernie2.corpus.annotate",
-    "Lexicon": "ernie2.corpus.annotate", "segment_zh": "ernie2.corpus.annotate",
-    "build_demo": "ernie2.corpus.demo", "Document": "ernie2.corpus.document",
-    "Sentence": "ernie2.corpus.document", "Span": "ernie2.corpus.document",
-    "prepare_corpus": "ernie2.corpus.prepare", "read_prepared": "ernie2.corpus.prepare",
-    "BadInput": "ernie2.corpus.readers", "document_from_json": "ernie2.corpus.readers",
-    "document_to_json": "ernie2.corpus.readers", "read_jsonl": "ernie2.corpus.readers",
-    "read_segmented": "ernie2.corpus.readers", "read_text": "ernie2.corpus.readers",
-    "CorpusSpec": "ernie2.corpus.spec", "READERS": "ernie2.corpus.spec",
-    "is_heldout": "ernie2.corpus.spec", "iter_documents": "ernie2.corpus.spec",
-    "iter_positioned": "ernie2.corpus.spec", "mix_seed": "ernie2.corpus.spec",
-    "sniff_format": "ernie2.corpus.spec", "write_jsonl": "ernie2.corpus.spec",
-    "detect_lang": "ernie2.corpus.text", "make_sentences": "ernie2.corpus.text",
-    "split_sentences": "ernie2.corpus.text"})
+__getattr__, __all__ = lazy_exports(__name__, {
+    "ernie2.corpus.annotate": "AnnotationOptions Annotator Lexicon segment_zh",
+    "ernie2.corpus.demo": "build_demo",
+    "ernie2.corpus.document": "Document Sentence Span",
+    "ernie2.corpus.prepare": "prepare_corpus read_prepared",
+    "ernie2.corpus.readers": "BadInput document_from_json document_to_json read_jsonl "
+                             "read_segmented read_text",
+    "ernie2.corpus.spec": "CorpusSpec is_heldout iter_documents iter_positioned mix_seed READERS "
+                          "sniff_format write_jsonl",
+    "ernie2.corpus.text": "detect_lang make_sentences split_sentences",
+})

@@ -30,7 +30,8 @@ from ernie2.finetune.crf import LinearChainCRF
 from ernie2.finetune.readers import (DataError, Labels, MrcExample, TaggedExample, TextExample,
                                      collect_labels, read_ner, read_squad, read_text_tsv)
 from ernie2.model.batch import Feature
-from ernie2.model.heads import IGNORE_INDEX, POOLINGS, SequenceHead, SpanHead, TokenHead, pool
+from ernie2.model.heads import (IGNORE_INDEX, SequenceHead, SpanHead, TokenHead, check_pooling,
+                                 pool)
 from ernie2.utils import atomic_open, atomic_write_text
 
 
@@ -53,9 +54,7 @@ class TaskOptions:
     pooling: str = "pooler"
 
     def __post_init__(self) -> None:
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got "
-                             f"{self.pooling!r}")
+        check_pooling(self.pooling)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TaskOptions:

@@ -17,6 +17,12 @@ IGNORE_INDEX = -100
 POOLINGS = ("pooler", "cls", "mean")
 
 
+def check_pooling(pooling: str) -> str:
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    return pooling
+
+
 def pool(how: str, pooled: torch.Tensor | None, encoded: torch.Tensor,
          attention_mask: torch.Tensor | None) -> torch.Tensor:
     """The vector a sentence-level head reads: "pooler", the encoder's pooled [CLS] output
@@ -27,10 +33,8 @@ def pool(how: str, pooled: torch.Tensor | None, encoded: torch.Tensor,
             raise ValueError("pooling='pooler' needs an encoder with a pooler (has_pooler); "
                              "use pooling='cls' or 'mean'")
         return pooled
-    if how == "cls":
+    if check_pooling(how) == "cls":
         return encoded[:, 0]
-    if how != "mean":
-        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {how!r}")
     if attention_mask is None:
         return encoded.mean(1)
     mask = attention_mask[:, :encoded.shape[1]].unsqueeze(-1).to(encoded.dtype)

@@ -25,15 +25,10 @@ next_sentence (ERNIE 1.0) and mlm. `ernie2 tasks` lists them.
 
 from ernie2.utils import lazy_exports
 
-__all__ = ["REGISTRY", "Example", "ExampleStream", "PretrainingTask", "collate", "create_task",
-           "decode_permutation", "encode_permutation", "iter_batches", "load_factory", "register",
-           "stream_examples"]
 
-__getattr__ = lazy_exports(__name__, {
-    "Example": "ernie2.tasks.protocol", "PretrainingTask": "ernie2.tasks.protocol",
-    "collate": "ernie2.tasks.protocol", "REGISTRY": "ernie2.tasks.registry",
-    "create_task": "ernie2.tasks.registry", "load_factory": "ernie2.tasks.registry",
-    "register": "ernie2.tasks.registry", "ExampleStream": "ernie2.tasks.stream",
-    "iter_batches": "ernie2.tasks.stream", "stream_examples": "ernie2.tasks.stream",
-    "decode_permutation": "ernie2.tasks.sentence_reordering",
-    "encode_permutation": "ernie2.tasks.sentence_reordering"})
+__getattr__, __all__ = lazy_exports(__name__, {
+    "ernie2.tasks.protocol": "collate Example PretrainingTask",
+    "ernie2.tasks.registry": "create_task load_factory register REGISTRY",
+    "ernie2.tasks.stream": "ExampleStream iter_batches stream_examples",
+    "ernie2.tasks.sentence_reordering": "decode_permutation encode_permutation",
+})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ernie2.model.heads import IGNORE_INDEX, POOLINGS, pool  # noqa: F401  (the tasks read pool here)
+from ernie2.model.heads import IGNORE_INDEX, check_pooling, pool  # noqa: F401  (the tasks read these here)
 
 
 def sequence_head(config, num_classes: int):
@@ -59,9 +59,3 @@ def mlm_compute(head, encoded: torch.Tensor, batch: dict[str, torch.Tensor]):
     labels = batch["labels"]
     keep = labels != IGNORE_INDEX
     return _scored(head(encoded, keep), labels[keep], encoded)
-
-
-def check_pooling(pooling: str) -> str:
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-    return pooling
