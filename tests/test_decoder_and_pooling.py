@@ -62,19 +62,49 @@ def test_untied_setting_round_trips_through_config_json(tmp_path):
                                   "num_attention_heads": 2, "vocab_size": 50}).tie_word_embeddings
 
 
-@pytest.mark.parametrize("how", ["pooler", "cls", "mean"])
+@pytest.mark.parametrize("how", ["pooler", "cls", "mean", "pair"])
 def test_classify_head_reads_what_pooling_says(how):
     torch.manual_seed(0)
     config = tiny()
-    task = TASK_TYPES["classify"]
+    task = TASK_TYPES["pair"]
     head = task.make_head(config, 3, TaskOptions(pooling=how)).eval()  # no dropout
     pooled = torch.randn(2, 16)
-    encoded = torch.randn(2, 4, 16)
-    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
-    out = task.forward(head, pooled, encoded, {"attention_mask": mask})["logits"]
-    want = {"pooler": pooled, "cls": encoded[:, 0],
-            "mean": torch.stack([encoded[0, :3].mean(0), encoded[1, :2].mean(0)])}[how]
+    encoded = torch.randn(2, 5, 16)
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]])
+    # row 0: [CLS] a [SEP] | b [SEP]; row 1: [CLS] a [SEP] | b, then padding
+    sent_ids = torch.tensor([[0, 0, 0, 1, 1], [0, 0, 1, 0, 0]])
+    out = task.forward(head, pooled, encoded, {"attention_mask": mask,
+                                               "sent_ids": sent_ids})["logits"]
+    e = encoded
+    a = torch.stack([e[0, :3].mean(0), e[1, :2].mean(0)])
+    b = torch.stack([e[0, 3], e[1, 2]])
+    want = {"pooler": pooled, "cls": e[:, 0],
+            "mean": torch.stack([e[0, :4].mean(0), e[1, :3].mean(0)]),
+            "pair": torch.cat([a, b, (a - b).abs(), a * b], 1)}[how]
     torch.testing.assert_close(head(want), out)
+
+
+def test_pair_pooling_without_segment_ids_is_refused():
+    from ernie2.model.heads import pool
+
+    with pytest.raises(ValueError, match="sent_ids"):
+        pool("pair", None, torch.zeros(1, 3, 4), torch.ones(1, 3))
+
+
+def test_pretraining_task_with_pair_pooling_trains_a_wider_head(tmp_path):
+    from ernie2.tasks.sentence_distance import SentenceDistance
+
+    config = tiny()
+    (tmp_path / "vocab.txt").write_text("[PAD]\n[CLS]\n[SEP]\n[MASK]\n[UNK]\na\n")
+    task = SentenceDistance(tmp_path / "vocab.txt", pooling="pair")
+    head = task.make_head(config, None)
+    assert head.classifier.in_features == 4 * config.hidden_size
+    encoded = torch.randn(2, 5, 16)
+    batch = {"attention_mask": torch.ones(2, 5, dtype=torch.long),
+             "sent_ids": torch.tensor([[0, 0, 1, 1, 1], [0, 0, 0, 1, 1]]),
+             "labels": torch.tensor([0, 2])}
+    loss, sums = task.compute(head, None, encoded, batch)
+    assert loss.ndim == 0 and sums["count"] == 2.0
 
 
 def test_unknown_pooling_is_refused():

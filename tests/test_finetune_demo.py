@@ -107,3 +107,38 @@ def test_gain_is_the_mean_difference_with_its_standard_error():
     assert g == pytest.approx(0.82 - np.mean([0.7, 0.75, 0.71]))
     assert se == pytest.approx(math.sqrt(np.var(a["test"], ddof=1) / 3
                                          + np.var(b["test"], ddof=1) / 3))
+
+
+def test_compare_reuses_finished_runs_and_reruns_changed_ones(tmp_path):
+    from ernie2.finetune.protocol import compare
+
+    tsv = samples.sentiment(tmp_path / "cls", sizes=(24, 6, 6))
+    vocab = samples.write_char_vocab(samples.all_texts(tsv), tmp_path / "vocab.txt")
+    cfg = ErnieConfig.from_name("test", vocab_size=ErnieTokenizer(vocab).vocab_size)
+    for name, seed in (("a", 1), ("b", 2)):
+        torch.manual_seed(seed)
+        ErnieModel(cfg).save_pretrained(tmp_path / name, vocab)
+    task = ProtocolTask("s", "classify", str(tsv), 3, (1e-3,), max_len=32)
+    starts = {"a": tmp_path / "a", "b": tmp_path / "b"}
+
+    def stamps():
+        return {p.parent.name: p.stat().st_mtime_ns
+                for p in (tmp_path / "out").rglob("result.json")}
+
+    first = compare([task], starts, tmp_path / "out", seeds=(1, 2), workers=1, progress=False)
+    before = stamps()
+    assert len(before) == 4  # 2 starts x (1 rate + 1 more seed)
+    # One start alone, then both: nothing is run again, the scores are the same.
+    alone = compare([task], {"b": starts["b"]}, tmp_path / "out", seeds=(1, 2), workers=1,
+                    progress=False)
+    again = compare([task], starts, tmp_path / "out", seeds=(1, 2), workers=1, progress=False)
+    assert stamps() == before
+    assert again == first and alone["s"]["b"] == first["s"]["b"]
+    # New weights for a start: its runs are done again, the other start's are kept.
+    torch.manual_seed(3)
+    ErnieModel(cfg).save_pretrained(tmp_path / "a", vocab)
+    compare([task], starts, tmp_path / "out", seeds=(1, 2), workers=1, progress=False)
+    after = stamps()
+    changed = {run for run in after if after[run] != before[run]}
+    assert changed and all(run.startswith("s_a_") for run in changed)
+    assert {run for run in after if run.startswith("s_a_")} == changed

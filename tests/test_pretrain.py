@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from ernie2 import ErnieConfig, ErnieModel
 from ernie2.model.checkpoint import read_checkpoint
 from ernie2.training import CheckpointManager, pretrain
+from ernie2.training.pretraining import model_config
 from ernie2.training.snapshots import rng_state, set_rng_state
 from test_training_toytasks import base_config, spec
 
@@ -53,6 +54,11 @@ def test_run_writes_model_heads_logs_and_forgetting_report(uninterrupted):
     # the final model loads as a plain encoder, with the heads beside it
     model = ErnieModel.from_pretrained(result.final_model)
     assert model.config.use_task_id and model.config.task_type_vocab_size == 3
+    # ... and its config is what model_config reads from the run's config without training
+    # (what the fine-tuning demo's random start is built from while the run trains)
+    config, vocab = model_config(cfg)
+    assert config == model.config and vocab.read_bytes() == (result.final_model /
+                                                              "vocab.txt").read_bytes()
     ckpt = read_checkpoint(result.final_model)
     assert set(ckpt.heads("mlm")) == {"dense.weight", "dense.bias", "layer_norm.weight",
                                       "layer_norm.bias", "bias"}

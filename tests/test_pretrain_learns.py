@@ -19,16 +19,15 @@ previous sentence stopped, so that
 - IR relevance: the title holds the document's name and two topic words; the lead repeats the
   name, a related document shares the topic, an irrelevant one shares nothing.
 
-The sentence-level heads read the [CLS] state itself (`pooling = "cls"`, as in the demo configs):
-behind a freshly initialized tanh pooler they stay at chance (docs/data.md). Sentence distance and
-IR relevance still need the [CLS] vector to learn to compare the two segments, which takes a few
-hundred steps of their own, so their stages give them the larger share of the steps (`weights`).
-When that happens varies with the seed. With this plan, sentence distance at the end of its stage
-against chance: seed 1 0.31/0.40, seed 2 0.44/0.37, seed 3 0.56/0.35, seed 4 0.39/0.36, seed 5
-0.64/0.36; seeds 1 and 4 were still on the plateau (seed 1 left it in stage 3, 0.49 at the end;
-seed 4 stayed on it with 1500 steps in stage 2, with lr 2e-3, and trained alone from scratch).
-The test runs seed 3 on one thread, so its numbers are the same on every run of the same build,
-and its margins (+0.2 on both) are far from the threshold.
+The sentence-pair heads (sentence distance, discourse relation, IR relevance) read the two
+segments' mean states compared (`pooling = "pair"`, as in the demo configs); sentence reordering,
+three segments, reads the [CLS] state. Read through [CLS] alone, sentence distance and IR
+relevance had to learn to compare the segments first, and whether they left chance within the
+suite's budget depended on the seed (seeds 1 and 4 stayed at chance for 1000 steps); on the pair
+features they leave it within their first stage on every seed tried (docs/pretraining.md).
+Measured margins over chance at the stage end, this plan, seeds 1/2/3 (`python -m pytest
+tests/test_pretrain_learns.py`, recorded in docs/pretraining.md): every task above its threshold.
+Every seed runs on one thread, so its numbers are the same on every run of the same build.
 """
 
 from __future__ import annotations
@@ -118,11 +117,15 @@ def write_corpus(root: Path) -> None:
         encoding="utf-8")
 
 
-def config(root: Path) -> dict:
+SEEDS = (1, 2, 3)
+
+
+def config(root: Path, seed: int) -> dict:
     return {
-        "seed": 3, "data_dir": str(root), "output_dir": str(root / "run"),
+        "seed": seed, "data_dir": str(root), "output_dir": str(root / "run"),
         "model": {"size": "mini", "vocab": "vocab.txt", "max_len": 40,
-                  "overrides": {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}},
+                  "overrides": {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+                                "tie_word_embeddings": False}},
         "corpora": [{"name": "topics", "path": "corpus.jsonl", "format": "jsonl", "lang": "en",
                      "options": {"annotate": False}}],
         "train": {"schedule": "continual", "mix": "batch", "batch_size": 32, "lr": 1e-3,
@@ -131,25 +134,26 @@ def config(root: Path) -> dict:
         "log": {"every": 50, "progress": False, "tensorboard": "off", "peak_tflops": 1.0},
         "eval": {"examples": 192, "batch_size": 64, "heldout": 0.1},
         "stages": [
-            {"name": "word-aware", "steps": 450,
+            {"name": "word-aware", "steps": 600,
              "tasks": [{"task": "knowledge_masking", "weight": 3}, {"task": "capitalization"},
                        {"task": "token_document_relation"}]},
-            {"name": "structure-aware", "steps": 1000,
+            {"name": "structure-aware", "steps": 250,
              "weights": {"knowledge_masking": 2, "sentence_distance": 10},
              "tasks": [{"task": "sentence_reordering", "options": {"m": 3, "pooling": "cls"}},
-                       {"task": "sentence_distance", "options": {"pooling": "cls"}}]},
-            {"name": "semantic-aware", "steps": 600,
+                       {"task": "sentence_distance", "options": {"pooling": "pair"}}]},
+            {"name": "semantic-aware", "steps": 150,
              "weights": {"knowledge_masking": 2, "ir_relevance": 6},
-             "tasks": [{"task": "discourse_relation", "options": {"pooling": "cls"}},
-                       {"task": "ir_relevance", "options": {"pooling": "cls"}}]},
+             "tasks": [{"task": "discourse_relation", "options": {"pooling": "pair"}},
+                       {"task": "ir_relevance", "options": {"pooling": "pair"}}]},
         ],
     }
 
 
 @pytest.mark.slow
-def test_every_task_beats_chance_at_its_stage_end(tmp_path):
+@pytest.mark.parametrize("seed", SEEDS)
+def test_every_task_beats_chance_at_its_stage_end(tmp_path, seed):
     write_corpus(tmp_path)
-    result = pretrain(config(tmp_path))
+    result = pretrain(config(tmp_path, seed))
     assert result.completed
     report = (tmp_path / "run" / "report" / "forgetting.csv").read_text().splitlines()
     header = report[0].split(",")
@@ -166,15 +170,15 @@ def test_every_task_beats_chance_at_its_stage_end(tmp_path):
     final = {t: float(rows["3"][3 + i]) - chance[t] for i, t in enumerate(header[3:])}
     # A clear margin: the held-out sets hold ~200 examples (for the token tasks, ~200 windows
     # of many scored tokens each), so a few standard errors of an accuracy.
-    # Knowledge masking leaves chance (always the most frequent word) slowly at this size (+0.014
-    # after stage 1, +0.09 at the end): above it at its stage end, clearly above it at the end.
-    need = {"knowledge_masking": 0.005, "capitalization": 0.05, "token_document_relation": 0.05,
+    # Knowledge masking leaves chance (always the most frequent word) slowly at this size (+0.025
+    # to +0.04 after stage 1, ~1000 scored tokens: a standard error of ~0.009).
+    need = {"knowledge_masking": 0.015, "capitalization": 0.05, "token_document_relation": 0.05,
             "sentence_reordering": 0.05, "sentence_distance": 0.05, "discourse_relation": 0.05,
             "ir_relevance": 0.05}
     assert set(need) == set(chance)
     for task, margin in need.items():
         assert margins[task] > margin, (task, "at its stage end", margins, chance)
-        assert final[task] > max(margin, 0.02), (task, "at the end", final, chance)
+        assert final[task] > margin, (task, "at the end", final, chance)
     # every task was trained: its training loss is in the log of the stages that train it
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     trained = {t for r in rows if r["split"] == "train" for t in r["tasks"]}

@@ -17,6 +17,8 @@ See docs/finetuning.md.
 
 import argparse
 
+from ernie2.model.heads import POOLINGS
+
 HELP = "fine-tune on classify, pair, regress, ner, mrc or rank data (presets for known sets)"
 
 # flag -> FinetuneSettings field; every flag defaults to None so a preset's value stays unless
@@ -105,9 +107,10 @@ def add_arguments(p):
     o.add_argument("--n_best", type=int, help="mrc: candidate starts and ends per window")
     o.add_argument("--max_answer_len", type=int, help="mrc: answer tokens at most")
     o.add_argument("--positive_label", help="rank: the label of a relevant candidate")
-    o.add_argument("--pooling", choices=["pooler", "cls", "mean"],
+    o.add_argument("--pooling", choices=list(POOLINGS),
                    help="classify, pair, regress, rank: what the head reads: the pooled [CLS] "
-                        "output (default), the [CLS] state or the mean of the token states")
+                        "output (default), the [CLS] state, the mean of the token states, or "
+                        "'pair': the two segments' means a, b as [a, b, |a-b|, a*b]")
 
 
 def settings_from_args(args):

@@ -9,6 +9,13 @@ chosen rate (`subset_steps`: 20 epochs, between a quarter of the task's steps an
 Runs are independent and small, so they go to `workers` processes of one thread each (tiny
 models gain nothing from threads, and two processes use two cores fully).
 
+A finished run leaves `result.json` in its directory, keyed by everything that decides its
+score (the task, the run's settings, and digests of the start's weights and of the data), and a
+later `compare` over the same directory reuses it instead of running it again: an interrupted
+comparison resumes where it stopped, and one start's runs can be done in a separate process
+(e.g. random initialization's alone, while the model to compare it with is still
+pre-training: a start's runs do not depend on the other starts).
+
     from ernie2.finetune.protocol import ProtocolTask, compare
     tasks = [ProtocolTask("sentiment", "classify", "data/sentiment", steps=600,
                           lrs=(3e-4, 1e-3, 3e-3))]
@@ -18,15 +25,20 @@ models gain nothing from threads, and two processes use two cores fully).
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import math
 import multiprocessing
 import os
 import shutil
 import statistics
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
+
+from ernie2.utils import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -58,8 +70,61 @@ class Run:
     out_dir: str
 
 
+def _digest(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (names and bytes, in name order)."""
+    stats = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns)
+                  for f in ([path] if path.is_file() else sorted(path.rglob("*"))))
+    return _digest_of(path, stats)
+
+
+@functools.lru_cache(maxsize=256)
+def _digest_of(path: Path, stats: tuple) -> str:  # `stats`: the cache's key (sizes, times)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def run_key(run: Run) -> dict:
+    """What decides a run's score: its settings, and digests of the start's files (weights,
+    config, vocab) and of the data directory. Paths and the start's name are left out."""
+    key = asdict(run)
+    task = key.pop("task")
+    task.pop("name")
+    for k in ("start", "model", "data_dir", "out_dir"):
+        key.pop(k)
+    model = Path(run.model)
+    files = [f for f in ("config.json", "vocab.txt", "model.safetensors") if (model / f).is_file()]
+    key = {**key, "task": task, "steps": _steps(run),
+           "model": {f: _digest(model / f) for f in files}, "data": _digest(Path(run.data_dir))}
+    return json.loads(json.dumps(key))  # as it reads back from result.json (lists, not tuples)
+
+
+def _steps(run: Run) -> int:
+    return run.task.steps if run.train_size is None else subset_steps(run.task, run.train_size)
+
+
+def cached(run: Run, key: dict | None = None) -> tuple[float, float] | None:
+    """The scores of a run done before with the same key, or None."""
+    path = Path(run.out_dir) / "result.json"
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if saved.get("key") != (run_key(run) if key is None else key):
+        return None
+    return float(saved["dev"]), float(saved["test"])
+
+
 def _run(run: Run) -> tuple[float, float]:
-    """(best dev score, test score of the best dev model); runs in a worker process."""
+    """(best dev score, test score of the best dev model); runs in a worker process and writes
+    them, with the run's key, to out_dir/result.json."""
     import logging
 
     import torch
@@ -69,7 +134,8 @@ def _run(run: Run) -> tuple[float, float]:
     torch.set_num_threads(1)
     logging.getLogger("ernie2").setLevel(logging.WARNING)
     t = run.task
-    steps = t.steps if run.train_size is None else subset_steps(t, run.train_size)
+    steps = _steps(run)
+    key = run_key(run)
     r = finetune(FinetuneSettings(
         task=t.task, data_dir=run.data_dir, from_pretrained=run.model, output_dir=run.out_dir,
         batch_size=t.batch_size, learning_rate=run.lr, max_steps=steps,
@@ -79,7 +145,10 @@ def _run(run: Run) -> tuple[float, float]:
         options=TaskOptions(max_len=t.max_len, pooling=t.pooling)))
     metric = r.main_metric
     shutil.rmtree(Path(run.out_dir) / "best", ignore_errors=True)  # keep metrics, not models
-    return r.best_score, r.test_scores[metric]
+    scores = (r.best_score, r.test_scores[metric])
+    atomic_write_text(Path(run.out_dir) / "result.json",
+                      json.dumps({"key": key, "dev": scores[0], "test": scores[1]}, indent=1))
+    return scores
 
 
 def subset_steps(task: ProtocolTask, n: int) -> int:
@@ -130,7 +199,8 @@ def compare(tasks: Iterable[ProtocolTask], starts: Mapping[str, str | os.PathLik
             workers: int = 2, progress: bool = True) -> dict:
     """Fine-tune every start on every task under the protocol. Returns
     {task: {start: {"lr", "grid": {lr: dev}, "dev", "test": [per seed], "mean", "std",
-    "curve": {n: {"test": [...], "mean", "std"}}}}}.
+    "curve": {n: {"test": [...], "mean", "std"}}}}}. Runs done before under `out_dir` with the
+    same key (`run_key`) are read back, not run again.
 
     One function over 60 lines on purpose: the three phases (the grid on dev, the chosen rate's
     further seeds, the label-efficiency points) share one process pool and one progress bar,
@@ -155,13 +225,17 @@ def compare(tasks: Iterable[ProtocolTask], starts: Mapping[str, str | os.PathLik
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool, \
             tqdm(desc="fine-tuning runs", unit=" run", disable=not progress) as bar:
         def execute(runs: list[Run]) -> list[tuple[float, float]]:
-            bar.total = (bar.total or 0) + len(runs)
+            done = [cached(r) for r in runs]
+            todo = [r for r, d in zip(runs, done) if d is None]
+            bar.total = (bar.total or 0) + len(todo)
             bar.refresh()
-            futures = [pool.submit(_run, r) for r in runs]
+            futures = iter([pool.submit(_run, r) for r in todo])
             outs = []
-            for f in futures:
-                outs.append(f.result())
-                bar.update(1)
+            for d in done:
+                if d is None:
+                    d = next(futures).result()
+                    bar.update(1)
+                outs.append(d)
             return outs
 
         # 1. The learning-rate grid on dev, seed 1, whole train split.
@@ -206,4 +280,5 @@ def gain(a: dict, b: dict) -> tuple[float, float]:
     return a["mean"] - b["mean"], se
 
 
-__all__ = ["ProtocolTask", "compare", "gain", "mean_std", "subset_steps", "train_subset"]
+__all__ = ["ProtocolTask", "cached", "compare", "gain", "mean_std", "run_key", "subset_steps",
+           "train_subset"]

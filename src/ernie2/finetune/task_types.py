@@ -31,7 +31,7 @@ from ernie2.finetune.readers import (DataError, Labels, MrcExample, TaggedExampl
                                      collect_labels, read_ner, read_squad, read_text_tsv)
 from ernie2.model.batch import Feature
 from ernie2.model.heads import (IGNORE_INDEX, SequenceHead, SpanHead, TokenHead, check_pooling,
-                                 pool)
+                                pool, pooled_width)
 from ernie2.utils import atomic_open, atomic_write_text
 
 
@@ -70,11 +70,12 @@ def _pooled(head, pooled: torch.Tensor | None, encoded: torch.Tensor, batch) -> 
     how = head.pooling
     if how == "pooler" and pooled is None:  # an encoder without a pooler reads [CLS]
         how = "cls"
-    return pool(how, pooled, encoded, batch.get("attention_mask"))
+    return pool(how, pooled, encoded, batch.get("attention_mask"), batch.get("sent_ids"))
 
 
 def _sequence_head(config, num_labels: int, opts: TaskOptions) -> nn.Module:
-    head = SequenceHead(config.hidden_size, num_labels, opts.dropout, config.initializer_range)
+    head = SequenceHead(pooled_width(opts.pooling, config.hidden_size), num_labels, opts.dropout,
+                        config.initializer_range)
     head.pooling = opts.pooling  # read by _pooled; saved with the model's task options
     return head
 

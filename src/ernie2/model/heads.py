@@ -14,7 +14,7 @@ from ernie2.model.modeling import activation
 IGNORE_INDEX = -100
 
 
-POOLINGS = ("pooler", "cls", "mean")
+POOLINGS = ("pooler", "cls", "mean", "pair")
 
 
 def check_pooling(pooling: str) -> str:
@@ -23,11 +23,25 @@ def check_pooling(pooling: str) -> str:
     return pooling
 
 
+def pooled_width(how: str, hidden_size: int) -> int:
+    """The width of the vector `pool(how, ...)` returns."""
+    return 4 * hidden_size if check_pooling(how) == "pair" else hidden_size
+
+
+def _masked_mean(encoded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.unsqueeze(-1).to(encoded.dtype)
+    return (encoded * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
 def pool(how: str, pooled: torch.Tensor | None, encoded: torch.Tensor,
-         attention_mask: torch.Tensor | None) -> torch.Tensor:
+         attention_mask: torch.Tensor | None, sent_ids: torch.Tensor | None = None) -> torch.Tensor:
     """The vector a sentence-level head reads: "pooler", the encoder's pooled [CLS] output
     (tanh(dense([CLS])), as ERNIE's heads); "cls", the last layer's [CLS] state itself; "mean",
-    the mean of the last layer's token states (padding left out)."""
+    the mean of the last layer's token states (padding left out); "pair", for [CLS] A [SEP] B
+    [SEP] inputs, the mean states a of segment A and b of segment B joined as [a, b, |a-b|, a*b]
+    (4 x hidden; the sentence-pair features of InferSent and Sentence-BERT). A head on "pair"
+    can compare the two segments from its first step, where a [CLS] vector has to learn to
+    first (docs/pretraining.md#sentence-level-tasks)."""
     if how == "pooler":
         if pooled is None:
             raise ValueError("pooling='pooler' needs an encoder with a pooler (has_pooler); "
@@ -35,10 +49,17 @@ def pool(how: str, pooled: torch.Tensor | None, encoded: torch.Tensor,
         return pooled
     if check_pooling(how) == "cls":
         return encoded[:, 0]
-    if attention_mask is None:
-        return encoded.mean(1)
-    mask = attention_mask[:, :encoded.shape[1]].unsqueeze(-1).to(encoded.dtype)
-    return (encoded * mask).sum(1) / mask.sum(1).clamp(min=1)
+    length = encoded.shape[1]
+    mask = (torch.ones(encoded.shape[:2], dtype=torch.bool, device=encoded.device)
+            if attention_mask is None else attention_mask[:, :length].bool())
+    if how == "mean":
+        return _masked_mean(encoded, mask)
+    if sent_ids is None:
+        raise ValueError("pooling='pair' needs the batch's sent_ids (segment ids)")
+    segment = sent_ids[:, :length]
+    a = _masked_mean(encoded, mask & (segment == 0))
+    b = _masked_mean(encoded, mask & (segment == 1))
+    return torch.cat([a, b, (a - b).abs(), a * b], dim=-1)
 
 
 class MaskedLMHead(nn.Module):

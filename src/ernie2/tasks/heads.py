@@ -6,14 +6,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ernie2.model.heads import IGNORE_INDEX, check_pooling, pool  # noqa: F401  (the tasks read these here)
+from ernie2.model.heads import (IGNORE_INDEX, check_pooling, pool,  # noqa: F401  (the tasks read these here)
+                                pooled_width)
 
 
-def sequence_head(config, num_classes: int):
+def sequence_head(config, num_classes: int, pooling: str = "pooler"):
     from ernie2.model.heads import SequenceHead
 
     dropout = config.classifier_dropout_prob
-    return SequenceHead(config.hidden_size, num_classes,
+    return SequenceHead(pooled_width(pooling, config.hidden_size), num_classes,
                         config.hidden_dropout_prob if dropout is None else dropout,
                         config.initializer_range)
 

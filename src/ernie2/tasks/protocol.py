@@ -139,7 +139,8 @@ class Task:
 
 class SequenceTask(Task):
     """One class per example, from a classifier over a pooled vector (`pooling`: "pooler", the
-    encoder's pooled [CLS]; "cls", the last layer's [CLS]; "mean", the mean token state)."""
+    encoder's pooled [CLS]; "cls", the last layer's [CLS]; "mean", the mean token state; "pair",
+    the two segments' mean states compared, model.heads.pool)."""
 
     kind: Literal["sequence"] = "sequence"
 
@@ -149,11 +150,11 @@ class SequenceTask(Task):
         self.pooling = check_pooling(pooling)
 
     def make_head(self, config, encoder: nn.Module) -> nn.Module:
-        return sequence_head(config, self.num_classes)
+        return sequence_head(config, self.num_classes, self.pooling)
 
     def compute(self, head, pooled, encoded, batch):
         return sequence_compute(head, pool(self.pooling, pooled, encoded,
-                                           batch["attention_mask"]), batch)
+                                           batch["attention_mask"], batch.get("sent_ids")), batch)
 
     def example(self, segments: Sequence[Sequence[int]], label: int) -> Example:
         """Segments and a class laid out as an Example, counted by label in stats."""

@@ -571,9 +571,7 @@ def check(config: str | Path | dict | PretrainConfig,
     from ernie2.training.streams import train_stream
 
     cfg = load_config(config, overrides)
-    run = PretrainRun(cfg)
-    run._ckpt = read_checkpoint(cfg.model.init_from) if cfg.model.init_from else None
-    run.tokenizer = run._tokenizer()
+    run = _configured(cfg)
     model = run._model_config()
     plan = run.plan
     lines = [f"{cfg.source}: valid; {plan.schedule} schedule, {plan.total_steps} steps",
@@ -594,6 +592,26 @@ def check(config: str | Path | dict | PretrainConfig,
         lines.append(f"  task {t.name}: task id {t.task_id}, from stage {t.stage + 1}; an "
                      f"example of {len(example.input_ids)} tokens built from corpus {corpus!r}")
     return lines
+
+
+def _configured(cfg: PretrainConfig) -> PretrainRun:
+    run = PretrainRun(cfg)
+    run._ckpt = read_checkpoint(cfg.model.init_from) if cfg.model.init_from else None
+    run.tokenizer = run._tokenizer()
+    return run
+
+
+def model_config(config: str | Path | dict | PretrainConfig,
+                 overrides: dict[str, Any] | None = None) -> tuple[ErnieConfig, Path]:
+    """The encoder config a run of `config` saves at its end (the size, the vocab's size, the
+    task-embedding rows of its last stage, the overrides) and its vocab file, read without
+    training: what the same model from random initialization is built from before the run has
+    saved one."""
+    run = _configured(load_config(config, overrides))
+    config = run._model_config()
+    rows = run.plan.table_size(len(run.plan.stages) - 1)
+    return config.replace(task_type_vocab_size=max(rows, config.task_type_vocab_size)), \
+        run.vocab_file
 
 
 def _slug(name: str) -> str:
