@@ -52,11 +52,13 @@ def test_help_shows_defaults_once_and_only_real_ones():
 
 
 def test_the_help_lists_match_the_library():
-    from ernie2.cli.finetune import SIZES, TASKS
+    from ernie2.cli.finetune import POOLINGS, SIZES, TASKS
     from ernie2.finetune.task_types import TASK_TYPES
     from ernie2.model.config import NAMED_SIZES
+    from ernie2.model.heads import POOLINGS as MODEL_POOLINGS
 
     assert set(TASKS) == set(TASK_TYPES) and set(SIZES) == set(NAMED_SIZES)
+    assert POOLINGS == MODEL_POOLINGS
 
 
 def test_commands_import_only_what_they_use():

@@ -736,3 +736,17 @@ def test_truncated_archive_offline_is_reported_and_not_reused(server, home, tmp_
     monkeypatch.delenv("ERNIE2_OFFLINE")
     with hub.registered(info):
         assert_matches(ErnieModel.from_pretrained("tiny-static"), static)
+
+
+def test_a_released_model_name_is_a_size_with_its_published_shape():
+    from ernie2.model import ErnieConfig
+
+    # ernie-tiny as PaddleNLP's init configuration gives it: 3 layers, 1024 wide, 16 heads,
+    # feed-forward 4096, 600 positions, relu, vocab 50006
+    c = ErnieConfig.from_name("ernie-tiny")
+    assert (c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size,
+            c.max_position_embeddings, c.hidden_act, c.vocab_size) == (3, 1024, 16, 4096, 600,
+                                                                         "relu", 50006)
+    assert ErnieConfig.from_name("ernie-2.0-en", vocab_size=99).vocab_size == 99
+    with pytest.raises(KeyError, match="known sizes: .*mini.*released model's: .*ernie-tiny"):
+        ErnieConfig.from_name("huge")

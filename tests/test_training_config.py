@@ -91,7 +91,7 @@ def test_toml_and_yaml_read_the_same(tmp_path):
     (("lr = 5e-4", "lrr = 5e-4"), (13, "train.lrr"), "did you mean 'lr'"),
     (("batch_size = 16", "batch_size = \"16\""), (14, "train.batch_size"), "expected an integer"),
     (("steps = 20", "steps = -1"), (24, "stages[1].steps"), "must be >= 0"),
-    (('size = "mini"', 'size = "huge"'), (5, "model.size"), "unknown size 'huge'"),
+    (('size = "mini"', 'size = "huge"'), (5, "model.size"), "unknown model size 'huge'"),
     (("options = { m = 3 }", "corpus = \"web\""), (28, "stages[1].tasks[0].corpus"),
      "no corpus named 'web'"),
     (("knowledge_masking = 2", "next_sentence = 2"), (25, "stages[1].weights.next_sentence"),

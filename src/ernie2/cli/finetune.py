@@ -17,8 +17,6 @@ See docs/finetuning.md.
 
 import argparse
 
-from ernie2.model.heads import POOLINGS
-
 HELP = "fine-tune on classify, pair, regress, ner, mrc or rank data (presets for known sets)"
 
 # flag -> FinetuneSettings field; every flag defaults to None so a preset's value stays unless
@@ -32,10 +30,11 @@ _OPTIONS = ("max_len", "for_cn", "dropout", "crf", "scheme", "stride", "max_quer
             "n_best", "max_answer_len", "positive_label", "pooling")
 
 
-# The task types and model sizes, written out so that `--help` needs no torch (a test keeps
-# them equal to finetune.TASK_TYPES and model.config.NAMED_SIZES).
+# The task types, model sizes and poolings, written out so that `--help` needs no torch (a test
+# keeps them equal to finetune.TASK_TYPES, model.config.NAMED_SIZES and model.heads.POOLINGS).
 TASKS = ("classify", "pair", "regress", "ner", "mrc", "rank")
-SIZES = ("test", "mini", "small", "medium", "base", "large", "ernie-tiny")
+SIZES = ("test", "mini", "small", "medium", "base", "large")
+POOLINGS = ("pooler", "cls", "mean", "pair")
 
 
 def add_arguments(p):
@@ -46,9 +45,10 @@ def add_arguments(p):
                    help="pre-trained model directory, checkpoint or name")
     p.add_argument("--init", choices=["pretrained", "random"], default="pretrained",
                    help="random: fresh weights of --size (or of --from_pretrained's shape)")
-    p.add_argument("--size", choices=SIZES,
-                   help="the fresh model's size with --init random; also the preset's column "
-                        "(large for large, else base)")
+    p.add_argument("--size", metavar="SIZE",
+                   help=f"the fresh model's size with --init random: {', '.join(SIZES)}, or a "
+                        "released model's name (its shape, e.g. ernie-tiny); also the preset's "
+                        "column (large for large, else base)")
     p.add_argument("--vocab", help="vocab file of a fresh model (--init random)")
     p.add_argument("--baseline", action="store_true",
                    help="also fit a TF-IDF linear model (a memorized-tags tagger for ner) on the "

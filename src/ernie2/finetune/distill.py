@@ -36,7 +36,7 @@ from ernie2.finetune.model import FinetuneModel
 from ernie2.finetune.readers import InputError, TextExample, check_text
 from ernie2.finetune.run import find_split
 from ernie2.model.batch import collate
-from ernie2.model.config import NAMED_SIZES
+from ernie2.model.config import size_fields
 from ernie2.model.modeling import ErnieModel
 from ernie2.tokenizer import ErnieTokenizer
 from ernie2.training.fit import Cadence, fit
@@ -126,10 +126,10 @@ def _ernie_student(settings: DistillSettings, teacher, tokenizer, texts: Sequenc
         encoder = ErnieModel.from_pretrained(settings.teacher,
                                              num_hidden_layers=settings.student_layers)
     else:
-        if settings.student_size not in NAMED_SIZES:
-            raise KeyError(f"unknown student size {settings.student_size!r}; known: "
-                           f"{', '.join(NAMED_SIZES)}")
-        size = {"intermediate_size": None, **NAMED_SIZES[settings.student_size]}
+        shape = size_fields(settings.student_size)  # the teacher's vocab and inputs are kept
+        size = {"intermediate_size": None, **{k: shape[k] for k in (
+            "num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
+            if k in shape}}
         size["max_position_embeddings"] = tc.max_position_embeddings  # keep the teacher's reach
         encoder = ErnieModel(tc.replace(**size))
     ft = FinetuneModel(encoder, teacher.task, teacher.labels, teacher.options, teacher.task_id)

@@ -40,6 +40,10 @@ class ModelInfo:
     sentence_types: int | None = None
     intermediate: int | None = None
 
+    def architecture(self) -> dict[str, Any]:
+        """The ErnieConfig fields this row knows (its shape; no weights)."""
+        return _architecture({f: getattr(self, f) for f in _ARCHITECTURE})
+
     def __post_init__(self) -> None:
         for n in (self.name, *self.aliases):
             if not _NAME.match(n):
@@ -81,14 +85,22 @@ class ModelInfo:
             raise ValueError(f"{where}: {exc}") from None
 
 
+# A row's architecture fields and the ErnieConfig keys they are.
+_ARCHITECTURE = {"layers": "num_hidden_layers", "hidden": "hidden_size",
+                 "heads": "num_attention_heads", "vocab_size": "vocab_size",
+                 "activation": "hidden_act", "positions": "max_position_embeddings",
+                 "sentence_types": "type_vocab_size", "intermediate": "intermediate_size"}
+
+
+def _architecture(row: dict[str, Any]) -> dict[str, Any]:
+    return {key: row[f] for f, key in _ARCHITECTURE.items() if row.get(f) is not None}
+
+
 def _paddlenlp_config(row: dict[str, Any]) -> dict[str, Any]:
     """The model_config.json PaddleNLP builds from its init configuration (they ship none)."""
-    return {"attention_probs_dropout_prob": 0.1, "hidden_act": row["activation"],
-            "hidden_dropout_prob": 0.1, "hidden_size": row["hidden"], "initializer_range": 0.02,
-            "intermediate_size": row.get("intermediate") or 4 * row["hidden"],
-            "max_position_embeddings": row["positions"], "num_attention_heads": row["heads"],
-            "num_hidden_layers": row["layers"], "type_vocab_size": row["sentence_types"],
-            "vocab_size": row["vocab_size"], "pad_token_id": 0}
+    return {"attention_probs_dropout_prob": 0.1, "hidden_dropout_prob": 0.1,
+            "initializer_range": 0.02, "intermediate_size": 4 * row["hidden"], "pad_token_id": 0,
+            **_architecture(row)}
 
 
 # Addresses as published by Baidu: the dygraph archives in PaddlePaddle/ERNIE

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Named sizes as data (layers, hidden, heads); intermediate defaults to 4 x hidden.
+# Generic sizes as data (layers, hidden, heads; intermediate defaults to 4 x hidden): shapes no
+# released model has, to train from scratch. A released model's shape is its row of the hub's
+# table (ernie2.hub.table, e.g. "ernie-tiny"); `size_fields` reads either.
 NAMED_SIZES: dict[str, dict[str, Any]] = {
-    "ernie-tiny": dict(num_hidden_layers=3, hidden_size=1024, num_attention_heads=16),
     "base": dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12),
     "large": dict(num_hidden_layers=24, hidden_size=1024, num_attention_heads=16),
     "medium": dict(num_hidden_layers=6, hidden_size=512, num_attention_heads=8),
@@ -23,6 +24,20 @@ NAMED_SIZES: dict[str, dict[str, Any]] = {
     "test": dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=37,
                  max_position_embeddings=64),
 }
+
+
+def size_fields(name: str) -> dict[str, Any]:
+    """The ErnieConfig fields of a named size: a generic one (NAMED_SIZES) or the architecture of
+    a released model in the hub's table. KeyError, listing both, for any other name."""
+    if name in NAMED_SIZES:
+        return dict(NAMED_SIZES[name])
+    from ernie2.hub.table import UnknownModelError, get_model, known_models
+
+    try:
+        return get_model(name).architecture()
+    except UnknownModelError:
+        raise KeyError(f"unknown model size {name!r}; known sizes: {', '.join(NAMED_SIZES)}, "
+                       f"or a released model's: {', '.join(sorted(known_models()))}") from None
 
 
 @dataclass
@@ -123,9 +138,9 @@ class ErnieConfig:
     # ------------------------------------------------------------------ constructors
     @classmethod
     def from_name(cls, name: str, **overrides: Any) -> ErnieConfig:
-        if name not in NAMED_SIZES:
-            raise KeyError(f"unknown model size {name!r}; known: {', '.join(NAMED_SIZES)}")
-        return cls(**{**NAMED_SIZES[name], **overrides})
+        """A generic size ("mini", "base", ...) or a released model's architecture by its name
+        ("ernie-tiny", "ernie-2.0-en"; fresh weights), with `overrides`."""
+        return cls(**{**size_fields(name), **overrides})
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "<dict>") -> ErnieConfig:

@@ -470,10 +470,11 @@ def validate(cfg: PretrainConfig, text: str | None = None) -> None:
     if m.init_from is None and m.size is None:
         raise r.fail(["model", "size"], "set model.size or model.init_from")
     if m.init_from is None:
-        from ernie2.model.config import NAMED_SIZES
-        if m.size not in NAMED_SIZES:
-            raise r.fail(["model", "size"], f"unknown size {m.size!r}; known: "
-                         f"{', '.join(NAMED_SIZES)}")
+        from ernie2.model.config import size_fields
+        try:
+            size_fields(m.size)
+        except KeyError as exc:
+            raise r.fail(["model", "size"], exc.args[0]) from None
         if m.vocab is None:
             raise r.fail(["model", "vocab"], "missing: a model trained from scratch needs a "
                          "vocab file")
