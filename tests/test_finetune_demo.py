@@ -142,3 +142,30 @@ def test_compare_reuses_finished_runs_and_reruns_changed_ones(tmp_path):
     changed = {run for run in after if after[run] != before[run]}
     assert changed and all(run.startswith("s_a_") for run in changed)
     assert {run for run in after if run.startswith("s_a_")} == changed
+
+
+def test_random_runs_done_while_pretraining_are_reused_by_the_full_report(tmp_path):
+    # what `make demo` does: random initialization's runs from the pre-training config (before
+    # the model exists), the pre-training, then the full report, which runs only the rest
+    from test_training_toytasks import base_config
+
+    from ernie2.training import pretrain
+
+    demo = load_example("finetune_demo")
+    (tmp_path / "pt").mkdir()
+    cfg = base_config(tmp_path / "pt")
+    tasks = {"sentiment": demo.DemoTask("sentiment", "classify", (24, 6, 6), 3, (1e-3,),
+                                        "accuracy", 32)}
+    out = tmp_path / "out"
+    demo.random_only(cfg, out, tasks, seeds=(1, 2), train_sizes=(10,), workers=1,
+                     progress=False)
+    done = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("result.json")}
+    assert len(done) == 3  # the rate's run, a second seed, one label-efficiency point
+    weights = (out / "random_init" / "model.safetensors").stat().st_mtime_ns
+    final = pretrain(cfg).final_model
+    summary = demo.main(final, out, tasks, seeds=(1, 2), train_sizes=(10,), workers=1,
+                        with_probe=False, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in done} == done
+    assert (out / "random_init" / "model.safetensors").stat().st_mtime_ns == weights
+    assert len(list((out / "runs").rglob("result.json"))) == 6
+    assert set(summary["results"]["sentiment"]) == {demo.PRETRAINED, demo.RANDOM}
