@@ -13,6 +13,11 @@ Writes, in OUT (default runs/compare_<lang>):
 
     python examples/pretrain_compare.py                       # demo_zh: 4 pre-trainings + fine-tuning
     python examples/pretrain_compare.py --scale 0.2 --no_finetune   # a quick look
+
+An arm already finished in OUT is read back rather than trained again (and one stopped part-way
+resumes from its checkpoint), so the arms can be pre-trained in separate processes first (e.g.
+`--schedules continual,sequential --no_finetune` and `--schedules joint,km_only --no_finetune`
+side by side), then compared with fine-tuning in one call. `--fresh` trains every arm again.
 """
 
 from __future__ import annotations
@@ -155,7 +160,7 @@ def plot(runs: dict, tasks: list[str], path: Path) -> Path | None:
 def run(config: str = "demo_zh", out: str | Path | None = None,
         schedules=SCHEDULES, scale: float = 1.0, overrides: dict | None = None,
         finetune: bool = True, finetune_tasks: dict | None = None, workers: int = 2,
-        progress: bool = True) -> dict:
+        progress: bool = True, fresh: bool = False) -> dict:
     from ernie2.training.evaluation import main_metric
 
     out = Path(out or f"runs/compare_{config.removeprefix('demo_')}")
@@ -163,7 +168,11 @@ def run(config: str = "demo_zh", out: str | Path | None = None,
     for schedule in schedules:
         cfg = schedule_config(config, schedule, out, scale, overrides or {})
         t0 = time.perf_counter()
-        result = pretrain(cfg, progress=progress, overwrite=True)  # each arm starts afresh
+        # An arm already finished in OUT with this config is read back (an interrupted
+        # comparison resumes; arms can be run in separate processes first, `--schedules`);
+        # `fresh` starts every arm again.
+        result = pretrain(cfg, progress=progress, overwrite=True) if fresh else \
+            pretrain(cfg, progress=progress, resume=True)
         if not result.completed:
             raise RuntimeError(f"the {schedule} run stopped before its end")
         runs[schedule] = {"history": result.history, "chance": result.chance,
@@ -178,7 +187,10 @@ def run(config: str = "demo_zh", out: str | Path | None = None,
 
         first = Path(next(iter(runs.values()))["final"])
         starts = {name: Path(r["final"]) for name, r in runs.items()}
-        starts[finetune_demo.RANDOM] = finetune_demo.random_init(first, out / "random_init")
+        from ernie2.model import ErnieConfig
+
+        starts[finetune_demo.RANDOM] = finetune_demo.random_init(
+            ErnieConfig.from_file(first / "config.json"), first / "vocab.txt", out / "random_init")
         tasks = finetune_tasks or finetune_demo.TASKS
         data = finetune_demo.build_data(out / "finetune_data", tasks)
         from ernie2.finetune.protocol import compare
@@ -203,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no_finetune", dest="finetune", action="store_false")
     p.add_argument("--workers", type=int, default=2, help="parallel fine-tuning processes")
     p.add_argument("--no_progress", dest="progress", action="store_false")
+    p.add_argument("--fresh", action="store_true",
+                   help="train every arm again (default: an arm finished in OUT is read back, "
+                        "one stopped part-way resumes)")
     a = p.parse_args(argv)
     schedules = [s.strip() for s in a.schedules.split(",") if s.strip()]
     unknown = sorted(set(schedules) - set(SCHEDULES))
@@ -214,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     overrides = dict(parse_override(kv) for kv in a.set)
     run(a.config, a.out, schedules, a.scale, overrides, a.finetune, workers=a.workers,
-        progress=a.progress)
+        progress=a.progress, fresh=a.fresh)
     return 0
 
 

@@ -5,8 +5,10 @@ and the plot are what the histories say."""
 import json
 
 import pytest
+import torch
 from demo_data import demo_small  # noqa: F401
 from example_scripts import load_example
+from safetensors.torch import load_file
 
 from ernie2.training.config import load_config
 from ernie2.training.evaluation import main_metric
@@ -72,9 +74,26 @@ def test_drops_and_table_follow_the_histories(tmp_path):
 @pytest.mark.slow
 def test_two_arms_end_to_end_at_a_tiny_size(tmp_path, demo_small):  # noqa: F811
     compare = load_example("pretrain_compare")
+    demo = load_example("finetune_demo")
+    tiny_tasks = {"sentiment": demo.DemoTask("sentiment", "classify", (24, 6, 6), 2, (1e-3,),
+                                             "accuracy", 32)}
+    overrides = {**TINY, "data_dir": str(demo_small), "checkpoint.every": 2}
+    first = compare.run("demo_zh", tmp_path / "cmp", schedules=("sequential",), scale=0.003,
+                        overrides=overrides, finetune=False, progress=False)
+    weights = tmp_path / "cmp" / "sequential" / "final" / "model.safetensors"
+    before = load_file(str(weights))
+    train_log = tmp_path / "cmp" / "sequential" / "metrics.jsonl"
+    logged = train_log.read_text()
+    # the arm finished in a first call is read back, not trained again; the fine-tuning sees
+    # every arm and random initialization
     out = compare.run("demo_zh", tmp_path / "cmp", schedules=("sequential", "km_only"),
-                      scale=0.003, overrides={**TINY, "data_dir": str(demo_small)},
-                      finetune=False, progress=False)
+                      scale=0.003, overrides=overrides, finetune_tasks=tiny_tasks, workers=1,
+                      progress=False)
+    after = load_file(str(weights))
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in after)
+    assert train_log.read_text() == logged  # not one step trained again
+    assert out["runs"]["sequential"]["history"] == first["runs"]["sequential"]["history"]
+    assert set(out["finetune"]["sentiment"]) == {"sequential", "km_only", demo.RANDOM}
     runs = out["runs"]
     assert runs["sequential"]["steps"] == runs["km_only"]["steps"]
     seq = runs["sequential"]["history"]
