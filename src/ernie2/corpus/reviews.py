@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from ernie2.corpus.annotate import AnnotationOptions, Annotator
 from ernie2.corpus.text import split_sentences

@@ -36,7 +36,7 @@ import statistics
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from ernie2.utils import atomic_write_text
 
@@ -251,7 +251,7 @@ def compare(tasks: Iterable[ProtocolTask], starts: Mapping[str, str | os.PathLik
                 later += [run_of(t, s, entry["lr"], seed) for seed in seeds[1:]]
                 later += [run_of(t, s, entry["lr"], seed, n) for n in train_sizes
                           for seed in curve_seeds]
-        for r, (dev, test) in zip(later, execute(later)):
+        for r, (_dev, test) in zip(later, execute(later)):
             entry = results[r.task.name][r.start]
             if r.train_size is None:
                 entry.setdefault("more", {})[r.seed] = test
