@@ -334,7 +334,7 @@ def test_pooling_reads_pooler_cls_or_the_mean_of_real_tokens():
 def test_sequence_tasks_take_a_pooling_option(name):
     tok = make_tokenizer(["a", "b", "c"])
     assert create_task(name, tokenizer=tok).pooling == "pooler"
-    with pytest.raises(ValueError, match="pooling must be one of pooler, cls, mean, got 'max'"):
+    with pytest.raises(ValueError, match="pooling must be one of pooler, cls, mean, pair, got 'max'"):
         create_task(name, tokenizer=tok, pooling="max")
     task = create_task(name, tokenizer=tok, pooling="cls")
     config = ErnieConfig.from_name("test", vocab_size=tok.vocab_size)
