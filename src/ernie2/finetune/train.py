@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import torch
 
 from ernie2.finetune.model import FinetuneModel
-from ernie2.model.batch import Feature, collate, length_batches
+from ernie2.model.batch import Feature, collate, length_batches, rank_of
 from ernie2.training import distributed as dist_util
 from ernie2.training.snapshots import CheckpointManager, rng_state, set_rng_state
 from ernie2.training.fit import Cadence, fit
@@ -37,8 +37,8 @@ def shuffled_batches(features: Sequence[Feature], batch_size: int, seed: int = 0
 class FeatureSteps:
     """Iterator over optimizer steps. Step s is batch s % steps_per_epoch of epoch
     s // steps_per_epoch of a shuffle seeded by (seed, epoch), so any step can be rebuilt
-    from its index alone (that is the whole data state of a resume). Each rank takes every
-    world-th example of the global batch and splits its share into micro-batches of at most
+    from its index alone (that is the whole data state of a resume). Each rank takes its
+    examples of the global batch (`rank_of`) and splits its share into micro-batches of at most
     `micro_batch_size` examples, longest first so little is padded."""
 
     def __init__(self, features: Sequence[dict], batch_size: int, micro_batch_size: int | None,
@@ -71,7 +71,8 @@ class FeatureSteps:
     def share(self, step: int) -> list[int]:
         """This rank's feature indices of optimizer step `step` (0-based)."""
         epoch, k = divmod(step, self.steps_per_epoch)
-        return self.epoch_batches(epoch)[k][self.rank::self.world]
+        batch = self.epoch_batches(epoch)[k]
+        return [i for j, i in enumerate(batch) if rank_of(j, self.world) == self.rank]
 
     def __iter__(self):
         return self
