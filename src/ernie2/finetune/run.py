@@ -30,7 +30,7 @@ from ernie2.finetune.model import FinetuneModel
 from ernie2.finetune.readers import Labels, check_labels, read_label_map, write_label_map
 from ernie2.finetune.settings import FinetuneSettings
 from ernie2.finetune.task_types import TaskType, get_task_type
-from ernie2.finetune.train import train
+from ernie2.finetune.train import FinetuneRun
 from ernie2.model.config import ErnieConfig
 from ernie2.model.modeling import ErnieModel
 from ernie2.tokenizer import ErnieTokenizer
@@ -266,13 +266,14 @@ def _finetune(settings: FinetuneSettings, stop) -> FinetuneResult:
     best_dir = out_dir / "best"
     keeper = BestModel(model, tokenizer, dev, metric, best_dir, tokenizer.vocab_file,
                        settings.eval_batch_size)
-    outcome = train(model, features, settings, keeper, out_dir=out_dir, device=device,
-                    precision=precision, pad_id=tokenizer.pad_id, stop=stop,
-                    fingerprint={"task": task.name, "labels": labels.names if labels else None,
-                                 "from_pretrained": str(settings.from_pretrained),
-                                 "num_layers": settings.num_layers,
-                                 **({"init": "random", "size": settings.size}
-                                    if settings.init == "random" else {})})
+    outcome = FinetuneRun(
+        model, features, settings, keeper, out_dir=out_dir, device=device, precision=precision,
+        pad_id=tokenizer.pad_id, stop=stop,
+        fingerprint={"task": task.name, "labels": labels.names if labels else None,
+                     "from_pretrained": str(settings.from_pretrained),
+                     "num_layers": settings.num_layers,
+                     **({"init": "random", "size": settings.size}
+                        if settings.init == "random" else {})}).run()
     result = FinetuneResult(out_dir, best_dir, keeper.best_score, metric, keeper.history, None,
                             None, outcome.steps, outcome.completed, baseline,
                             settings.learning_rate)
