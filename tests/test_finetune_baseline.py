@@ -196,7 +196,8 @@ def test_numbers_read_right(tmp_path, capsys):
 def test_a_fresh_model_can_take_a_pretrained_models_shape_and_vocab(data, tmp_path):
     import torch
 
-    from ernie2.finetune.run import FinetuneSettings, start_model
+    from ernie2.finetune.run import start_model
+    from ernie2.finetune.settings import FinetuneSettings
     from ernie2.model import ErnieConfig, ErnieModel
     from ernie2.tokenizer import ErnieTokenizer
 

@@ -209,6 +209,24 @@ def test_stopped_run_resumes_to_the_same_weights(cls_setup, tmp_path):
                           **{**kw, "epochs": 3}))
 
 
+def test_resume_skips_a_damaged_newest_checkpoint(cls_setup, tmp_path, caplog):
+    """As pre-training does (training.resume): the damaged newest checkpoint is named and the
+    one before it resumed, to the weights of an uninterrupted run."""
+    data, pre = cls_setup
+    kw = dict(max_steps=6, checkpoint_every=2, options=TaskOptions(max_len=48, dropout=0.3))
+    whole = finetune(settings(data, pre, tmp_path / "whole", "classify", **kw))
+    finetune(settings(data, pre, tmp_path / "cut", "classify", **kw), stop=lambda s: s == 5)
+    newest = tmp_path / "cut" / "checkpoints" / "step-00000004"
+    model_file = newest / "model.safetensors"
+    model_file.write_bytes(model_file.read_bytes()[:100])
+    resumed = finetune(settings(data, pre, tmp_path / "cut", "classify", resume=True, **kw))
+    assert "skipping checkpoint step-00000004" in caplog.text
+    assert resumed.completed and resumed.history == whole.history
+    a = load_file(str(whole.best_dir / "model.safetensors"))
+    b = load_file(str(resumed.best_dir / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.mark.slow
 def test_ddp_two_processes_equal_one_process(cls_setup, tmp_path):
     """torchrun, 2 gloo processes each taking half of every batch: the same model as 1."""

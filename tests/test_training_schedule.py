@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from ernie2.tasks.protocol import Example
-from ernie2.model.batch import length_batches
-from ernie2.training.data import Batching, StageFeeder, compositions, count_mine
+from ernie2.model.batch import length_batches, rank_of
+from ernie2.training.data import Batching, StageFeeder, compositions
 from ernie2.training.schedule import SCHEDULES, StageSpec, allocate, build_plan, interleave
 
 SPECS = [StageSpec("km", 100, [("km", None)]),
@@ -193,5 +193,9 @@ def test_pack_and_rank_shares():
     groups = list(length_batches([5, 30, 7, 29, 6], None, 60))
     assert all(max([5, 30, 7, 29, 6][i] for i in g) * len(g) <= 60 for g in groups)
     assert sorted(i for g in groups for i in g) == [0, 1, 2, 3, 4]
-    assert [count_mine(3, 10, r, 3) for r in range(3)] == [3, 2, 2]  # slots 3,6,9 / 4,7 / 5,8
-    assert sum(count_mine(5, 17, r, 4) for r in range(4)) == 12
+
+    def mine(lo, hi, rank, world):
+        return [j for j in range(lo, hi) if rank_of(j, world) == rank]
+
+    assert [mine(3, 10, r, 3) for r in range(3)] == [[3, 6, 9], [4, 7], [5, 8]]
+    assert sorted(j for r in range(4) for j in mine(5, 17, r, 4)) == list(range(5, 17))

@@ -10,6 +10,7 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "ernie2.finetune.model": "FinetuneModel",
     "ernie2.finetune.presets": "get_preset preset_values PRESETS",
     "ernie2.finetune.readers": "DataError Labels",
-    "ernie2.finetune.run": "finetune FinetuneResult FinetuneSettings",
+    "ernie2.finetune.run": "finetune FinetuneResult",
+    "ernie2.finetune.settings": "FinetuneSettings",
     "ernie2.finetune.task_types": "get_task_type TASK_TYPES TaskOptions TaskType",
 })

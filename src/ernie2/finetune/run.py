@@ -17,21 +17,20 @@ import math
 import os
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from ernie2.finetune import presets
 from ernie2.finetune.evaluate import evaluate as evaluate_examples
 from ernie2.finetune.evaluate import predict_examples, scorable
 from ernie2.finetune.metrics import format_scores
 from ernie2.finetune.model import FinetuneModel
 from ernie2.finetune.readers import Labels, check_labels, read_label_map, write_label_map
-from ernie2.finetune.task_types import TaskOptions, TaskType, get_task_type
-from ernie2.finetune.train import train
+from ernie2.finetune.settings import FinetuneSettings
+from ernie2.finetune.task_types import TaskType, get_task_type
+from ernie2.finetune.train import FinetuneRun
 from ernie2.model.config import ErnieConfig
 from ernie2.model.modeling import ErnieModel
 from ernie2.tokenizer import ErnieTokenizer
@@ -43,70 +42,6 @@ logger = logging.getLogger(__name__)
 
 # Dev scores where smaller is better; every other metric is maximized.
 LOWER_IS_BETTER = frozenset({"loss", "mse"})
-
-@dataclass
-class FinetuneSettings:
-    task: str  # classify, pair, regress, ner, mrc or rank
-    data_dir: str
-    from_pretrained: str | None = None  # pre-trained model directory, checkpoint or name
-    # "pretrained": start from from_pretrained's weights; "random": fresh weights of `size`
-    # (or of from_pretrained's config), to see what pre-training buys.
-    init: str = "pretrained"
-    size: str | None = None  # named model size of a fresh model (test, mini, small, ...)
-    vocab: str | None = None  # vocab file of a fresh model (default: from_pretrained's)
-    baseline: bool = False  # also fit and score a TF-IDF / memorized-tags baseline (baseline.py)
-    output_dir: str = "finetune_output"
-    batch_size: int = 32  # examples per optimizer step, over all processes
-    micro_batch_size: int | None = None  # examples per forward pass (None: a process's share)
-    learning_rate: float | None = None  # None: by model size (default_learning_rate)
-    epochs: int = 3
-    max_steps: int | None = None  # stop early (overrides epochs when set)
-    warmup_proportion: float = 0.1
-    weight_decay: float = 0.01
-    grad_clip: float | None = 1.0  # max gradient norm (None: no clipping)
-    eval_every: int = 0  # steps between dev evaluations; 0: after each epoch only
-    main_metric: str | None = None  # dev score that picks the best model; task default if None
-    label_map: str | None = None  # label_map.json; default data_dir/label_map.json if present
-    num_layers: int | None = None  # keep only the first N encoder layers of the checkpoint
-    task_id: int = 0  # row of the task embedding, when the encoder has one
-    seed: int = 1
-    device: str = "auto"  # auto, cpu, cuda, cuda:1
-    precision: str = "auto"  # auto, fp32, bf16, fp16 (GPU only)
-    eval_batch_size: int = 64
-    log_every: int = 10  # steps between training log records
-    tensorboard: str = "auto"  # auto (when installed), on, off
-    peak_tflops: float | None = None  # for MFU in the logs; None: measured once per process
-    checkpoint_every: int = 0  # steps between resumable checkpoints; 0: none
-    keep_checkpoints: int = 2
-    resume: bool = False  # continue from the newest checkpoint in output_dir/checkpoints
-    progress: bool = True
-    options: TaskOptions = field(default_factory=TaskOptions)
-
-    def __post_init__(self) -> None:
-        def need(name: str, ok, expected: str) -> None:
-            v = getattr(self, name)
-            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and ok(v)):
-                raise ValueError(f"{name}: expected {expected}, got {v!r}")
-
-        for name in ("batch_size", "micro_batch_size", "epochs", "max_steps", "num_layers",
-                     "eval_batch_size", "log_every", "keep_checkpoints"):
-            need(name, lambda v: v >= 1, "at least 1")
-        for name in ("eval_every", "checkpoint_every", "task_id"):
-            need(name, lambda v: v >= 0, "0 or more")
-        for name in ("learning_rate", "grad_clip", "peak_tflops"):
-            need(name, lambda v: v > 0, "a positive number")
-        need("warmup_proportion", lambda v: 0 <= v <= 1, "a fraction in [0, 1]")
-        need("weight_decay", lambda v: v >= 0, "0 or more")
-
-    @classmethod
-    def from_preset(cls, name: str, column: str = "base", /, **overrides: Any
-                    ) -> FinetuneSettings:
-        """Settings of a preset row (`presets.PRESETS`), its base or large column, any value
-        overridable; task options may be overridden as `options={...}` (merged into the
-        preset's)."""
-        values = presets.preset_values(name, column)
-        opts = {**values.pop("options"), **overrides.pop("options", {})}
-        return cls(**{**values, **overrides}, options=TaskOptions.from_dict(opts))
 
 
 # Peak learning rates that fine-tune each width well: base-model papers use 2e-5..5e-5, which
@@ -331,13 +266,14 @@ def _finetune(settings: FinetuneSettings, stop) -> FinetuneResult:
     best_dir = out_dir / "best"
     keeper = BestModel(model, tokenizer, dev, metric, best_dir, tokenizer.vocab_file,
                        settings.eval_batch_size)
-    outcome = train(model, features, settings, keeper, out_dir=out_dir, device=device,
-                    precision=precision, pad_id=tokenizer.pad_id, stop=stop,
-                    fingerprint={"task": task.name, "labels": labels.names if labels else None,
-                                 "from_pretrained": str(settings.from_pretrained),
-                                 "num_layers": settings.num_layers,
-                                 **({"init": "random", "size": settings.size}
-                                    if settings.init == "random" else {})})
+    outcome = FinetuneRun(
+        model, features, settings, keeper, out_dir=out_dir, device=device, precision=precision,
+        pad_id=tokenizer.pad_id, stop=stop,
+        fingerprint={"task": task.name, "labels": labels.names if labels else None,
+                     "from_pretrained": str(settings.from_pretrained),
+                     "num_layers": settings.num_layers,
+                     **({"init": "random", "size": settings.size}
+                        if settings.init == "random" else {})}).run()
     result = FinetuneResult(out_dir, best_dir, keeper.best_score, metric, keeper.history, None,
                             None, outcome.steps, outcome.completed, baseline,
                             settings.learning_rate)
@@ -395,4 +331,4 @@ def _jsonable(settings: FinetuneSettings) -> dict:
     return {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in d.items()}
 
 
-__all__ = ["FinetuneResult", "FinetuneSettings", "finetune", "find_split"]
+__all__ = ["FinetuneResult", "finetune", "find_split"]

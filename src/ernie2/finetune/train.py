@@ -1,5 +1,6 @@
-"""Fine-tuning on the shared training loop: a seeded batch order per epoch, this rank's share of
-each batch as micro-batches, dev evaluation on a cadence, resumable checkpoints, shared logs."""
+"""The fine-tuning recipe (`FinetuneRun`) on the shared training loop: a seeded batch order per
+epoch, this rank's share of each batch as micro-batches, dev evaluation on a cadence, resumable
+checkpoints (`training.resume`, as pre-training's), shared logs."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from typing import Any, Protocol
 import torch
 
 from ernie2.finetune.model import FinetuneModel
-from ernie2.model.batch import Feature, collate, length_batches
+from ernie2.finetune.settings import FinetuneSettings
+from ernie2.model.batch import Feature, collate, length_batches, rank_of
 from ernie2.training import distributed as dist_util
-from ernie2.training.snapshots import CheckpointManager, rng_state, set_rng_state
+from ernie2.training import resume
 from ernie2.training.fit import Cadence, fit
 from ernie2.training.loop import LoopState, Trainer
 from ernie2.training.optim import WarmupLinear, make_optimizer, warmup_steps
 from ernie2.training.precision import measure_peak_flops
 from ernie2.training.reporting import MetricLogger
+from ernie2.training.snapshots import CheckpointManager, Loaded
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +40,8 @@ def shuffled_batches(features: Sequence[Feature], batch_size: int, seed: int = 0
 class FeatureSteps:
     """Iterator over optimizer steps. Step s is batch s % steps_per_epoch of epoch
     s // steps_per_epoch of a shuffle seeded by (seed, epoch), so any step can be rebuilt
-    from its index alone (that is the whole data state of a resume). Each rank takes every
-    world-th example of the global batch and splits its share into micro-batches of at most
+    from its index alone (that is the whole data state of a resume). Each rank takes its
+    examples of the global batch (`rank_of`) and splits its share into micro-batches of at most
     `micro_batch_size` examples, longest first so little is padded."""
 
     def __init__(self, features: Sequence[dict], batch_size: int, micro_batch_size: int | None,
@@ -71,7 +74,14 @@ class FeatureSteps:
     def share(self, step: int) -> list[int]:
         """This rank's feature indices of optimizer step `step` (0-based)."""
         epoch, k = divmod(step, self.steps_per_epoch)
-        return self.epoch_batches(epoch)[k][self.rank::self.world]
+        batch = self.epoch_batches(epoch)[k]
+        return [i for j, i in enumerate(batch) if rank_of(j, self.world) == self.rank]
+
+    def state_dict(self) -> dict[str, int]:
+        return {"position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.position = int(state["position"])
 
     def __iter__(self):
         return self
@@ -103,101 +113,132 @@ class TrainOutcome:
     records: list[dict]  # what the logger wrote: train and dev records
 
 
-def train(model: FinetuneModel, features: Sequence[dict], settings, evaluator: Evaluator, *,
-          out_dir: Path, device: torch.device, precision: str, pad_id: int,
-          fingerprint: dict[str, Any], stop: Callable[[int], bool] | None = None
-          ) -> TrainOutcome:
-    """Train with `ernie2.training.Trainer` (the fine-tuning recipe: set up the optimizer,
-    resume, fit with its cadence, and the checkpoints it saves). Evaluates (rank 0; the others
-    wait) after each
-    epoch and every `settings.eval_every` steps; saves a checkpoint every
-    `settings.checkpoint_every` steps; with `settings.resume`, continues from the newest one.
-    `stop(step)` ends the run after that step without saving (a test hook for resume).
+class FinetuneRun:
+    """The fine-tuning recipe, in the shape of pre-training's (`PretrainRun`): `setup()` builds
+    the optimizer, schedule and logger; `resume_from(loaded)` takes a checkpoint's model and
+    evaluation; `train()` fits with its cadence (dev evaluation on rank 0 after each epoch and
+    every `eval_every` steps, a checkpoint every `checkpoint_every` steps), restoring the
+    trainer, data order and random state of a resume (`training.resume`); `save_checkpoint(step)`
+    writes one. `run()` does them in order. `stop(step)` ends the run after that step without
+    saving (a test hook for resume)."""
 
-    Long: the recipe in order, set-up and resume then the fit; its closures (`evaluate`,
-    `save`) share the run's state."""
-    rank, world = dist_util.rank(), dist_util.world_size()
-    steps = FeatureSteps(features, settings.batch_size, settings.micro_batch_size,
-                         settings.seed, pad_id, rank, world)
-    spe = steps.steps_per_epoch
-    total = settings.max_steps or spe * settings.epochs
-    fingerprint = {**fingerprint, "train_features": len(features),
-                   "batch_size": settings.batch_size, "total_steps": total,
-                   "seed": settings.seed}
-    # Measured before the random state is seeded or restored: it draws random matrices.
-    peak = settings.peak_tflops * 1e12 if settings.peak_tflops else None
-    if peak is None and rank == 0:
-        peak = measure_peak_flops(precision, str(device))
-    opt = make_optimizer(model, settings.learning_rate, settings.weight_decay, device=device)
-    sched = WarmupLinear(opt, [settings.learning_rate] * len(opt.param_groups),
-                         warmup_steps(total, None, settings.warmup_proportion), total)
-    ckpt = CheckpointManager(out_dir / "checkpoints", settings.keep_checkpoints)
-    loaded = None
-    if not settings.resume and ckpt.latest() is not None:
-        raise ValueError(f"{ckpt.directory} holds checkpoints of an earlier run: resume it "
-                         "(--resume) or use another output directory")
-    if not settings.resume and rank == 0:  # a fresh run's logs start empty
-        for name in ("metrics.jsonl", "metrics.csv"):
-            (out_dir / name).unlink(missing_ok=True)
-    if settings.resume:
-        path = ckpt.latest()
-        if path is None:
-            logger.warning("resume: no checkpoint in %s; starting afresh", ckpt.directory)
+    def __init__(self, model: FinetuneModel, features: Sequence[dict],
+                 settings: FinetuneSettings, evaluator: Evaluator, *, out_dir: Path,
+                 device: torch.device, precision: str, pad_id: int,
+                 fingerprint: dict[str, Any], stop: Callable[[int], bool] | None = None):
+        self.model, self.settings, self.evaluator = model, settings, evaluator
+        self.out, self.device, self.precision = out_dir, device, precision
+        self.stop = stop
+        self.rank, self.world = dist_util.rank(), dist_util.world_size()
+        self.steps = FeatureSteps(features, settings.batch_size, settings.micro_batch_size,
+                                  settings.seed, pad_id, self.rank, self.world)
+        self.total = settings.max_steps or self.steps.steps_per_epoch * settings.epochs
+        self.fingerprint = {**fingerprint, "train_features": len(features),
+                            "batch_size": settings.batch_size, "total_steps": self.total,
+                            "seed": settings.seed}
+        self.ckpt = CheckpointManager(out_dir / "checkpoints", settings.keep_checkpoints)
+        self.resumed: Loaded | None = None
+
+    def run(self) -> TrainOutcome:
+        loaded = self._resumable()
+        self.setup()
+        if loaded is not None:
+            self.resume_from(loaded)
+        return self.train()
+
+    def _resumable(self) -> Loaded | None:
+        """With `resume`, the newest checkpoint, written for this run's settings and data;
+        without, refuse checkpoints of an earlier run and start the logs empty."""
+        if self.settings.resume:
+            loaded = resume.newest(self.ckpt)
+            if loaded is not None:
+                resume.check_written_for(loaded, "fingerprint", self.fingerprint,
+                                         "other settings or data")
+            return loaded
+        if self.ckpt.latest() is not None:
+            raise ValueError(f"{self.ckpt.directory} holds checkpoints of an earlier run: "
+                             "resume it (--resume) or use another output directory")
+        if self.rank == 0:
+            for name in ("metrics.jsonl", "metrics.csv"):
+                (self.out / name).unlink(missing_ok=True)
+        return None
+
+    def setup(self) -> None:
+        s = self.settings
+        # Measured before the random state is seeded or restored: it draws random matrices.
+        peak = s.peak_tflops * 1e12 if s.peak_tflops else None
+        if peak is None and self.rank == 0:
+            peak = measure_peak_flops(self.precision, str(self.device))
+        self.optimizer = make_optimizer(self.model, s.learning_rate, s.weight_decay,
+                                        device=self.device)
+        self.scheduler = WarmupLinear(self.optimizer,
+                                      [s.learning_rate] * len(self.optimizer.param_groups),
+                                      warmup_steps(self.total, None, s.warmup_proportion),
+                                      self.total)
+        self.logger = MetricLogger(self.out, s.log_every, tensorboard=s.tensorboard,
+                                   flops_per_token=self.model.encoder.flops_per_token,
+                                   peak_flops=peak)
+
+    def resume_from(self, loaded: Loaded) -> None:
+        """The model and the evaluation so far (best score, history) of a checkpoint; the
+        trainer, data order and random state are restored when training starts."""
+        self.model.load_state_dict(loaded.model)
+        self.evaluator.load_state_dict(loaded.meta["evaluation"])
+        self.resumed = loaded
+
+    def train(self) -> TrainOutcome:
+        s, task = self.settings, self.model.task.name
+        self.trainer = Trainer(self.model, FinetuneModel.step_fn, self.model.units_fn, [task],
+                               self.optimizer, self.scheduler, device=self.device,
+                               precision=self.precision, grad_clip=s.grad_clip,
+                               state=LoopState())
+        if self.resumed is not None:
+            resume.restore(self.resumed, self.trainer, self.steps)
+            logger.info("resuming from %s (step %d of %d)", self.resumed.path,
+                        self.trainer.state.step, self.total)
         else:
-            loaded = ckpt.load(path)
-            if loaded.meta.get("fingerprint") != fingerprint:
-                raise ValueError(f"{path} was written for other settings or data "
-                                 f"({loaded.meta.get('fingerprint')}, now {fingerprint}); "
-                                 "start a new output directory")
-            model.load_state_dict(loaded.model)
-    trainer = Trainer(model, FinetuneModel.step_fn, model.units_fn, [model.task.name], opt,
-                      sched, device=device, precision=precision, grad_clip=settings.grad_clip,
-                      state=LoopState())
-    if loaded is not None:
-        trainer.load_state_dict({**loaded.meta["trainer"], "optimizer": loaded.optimizer})
-        evaluator.load_state_dict(loaded.meta["evaluation"])
-        set_rng_state(loaded.rank["rng"])
-        logger.info("resuming from %s (step %d of %d)", loaded.path, trainer.state.step, total)
-    else:
-        # Dropout draws differ across processes; everything else is seeded explicitly.
-        torch.manual_seed(settings.seed * 1_000_003 + rank)
-    steps.position = trainer.state.step
+            # Dropout draws differ across processes; everything else is seeded explicitly.
+            torch.manual_seed(s.seed * 1_000_003 + self.rank)
+        logger.info("fine-tuning %s: %d steps (%d per epoch), batch %d%s, %s on %s%s", task,
+                    self.total, self.steps.steps_per_epoch, s.batch_size,
+                    f" in micro-batches of {s.micro_batch_size}" if s.micro_batch_size else "",
+                    self.precision, self.device,
+                    f", {self.world} processes" if self.world > 1 else "")
+        fit(self.trainer, self.steps, self.total, self._cadence(), logger=self.logger,
+            progress=s.progress, desc=f"fine-tune {task}")
+        self.logger.close()
+        step = self.trainer.state.step
+        return TrainOutcome(step, self.total, step >= self.total, self.logger.records)
 
-    log = MetricLogger(out_dir, settings.log_every, tensorboard=settings.tensorboard,
-                       flops_per_token=model.encoder.flops_per_token, peak_flops=peak)
+    def _cadence(self) -> Cadence:
+        s, spe, total = self.settings, self.steps.steps_per_epoch, self.total
+        return Cadence(
+            evaluate=self.evaluate,
+            evaluate_at=lambda step: (step % spe == 0 or step == total
+                                      or bool(s.eval_every and step % s.eval_every == 0)),
+            save=self.save_checkpoint,
+            save_at=lambda step: bool(s.checkpoint_every and step % s.checkpoint_every == 0
+                                      and step < total),
+            stop_at=lambda step: bool(self.stop and self.stop(step)))
 
-    def evaluate(step: int) -> None:
-        with log.untimed():
-            if rank == 0:
-                epoch = (step - 1) // spe
-                scores = evaluator(step, epoch)
+    def evaluate(self, step: int) -> None:
+        """Dev scores on rank 0 (the others wait), logged."""
+        with self.logger.untimed():
+            if self.rank == 0:
+                epoch = (step - 1) // self.steps.steps_per_epoch
+                scores = self.evaluator(step, epoch)
                 if scores:
-                    log.write({"step": step, "epoch": epoch + 1,
-                               "tasks": {model.task.name: scores}}, "dev")
+                    self.logger.write({"step": step, "epoch": epoch + 1,
+                                       "tasks": {self.model.task.name: scores}}, "dev")
             dist_util.barrier()
 
-    def save(step: int) -> None:
-        with log.untimed():
-            meta = {"fingerprint": fingerprint, "evaluation": evaluator.state_dict(),
-                    "trainer": {k: v for k, v in trainer.state_dict().items() if k != "optimizer"}}
-            ckpt.save(step, model.state_dict(), opt.state_dict(), meta, {"rng": rng_state()})
-
-    cadence = Cadence(
-        evaluate=evaluate, save=save,
-        evaluate_at=lambda step: (step % spe == 0 or step == total
-                                  or bool(settings.eval_every and step % settings.eval_every == 0)),
-        save_at=lambda step: bool(settings.checkpoint_every
-                                  and step % settings.checkpoint_every == 0 and step < total),
-        stop_at=lambda step: bool(stop and stop(step)))
-    logger.info("fine-tuning %s: %d steps (%d per epoch), batch %d%s, %s on %s%s", model.task.name,
-                total, spe, settings.batch_size,
-                f" in micro-batches of {settings.micro_batch_size}"
-                if settings.micro_batch_size else "", precision, device,
-                f", {world} processes" if world > 1 else "")
-    fit(trainer, steps, total, cadence, logger=log, progress=settings.progress,
-        desc=f"fine-tune {model.task.name}")
-    log.close()
-    return TrainOutcome(trainer.state.step, total, trainer.state.step >= total, log.records)
+    def save_checkpoint(self, step: int) -> None:
+        """The trainer, the data order, the evaluation so far and the fingerprint a resume
+        checks."""
+        with self.logger.untimed():
+            resume.save(self.ckpt, step, self.trainer, self.steps,
+                        {"fingerprint": self.fingerprint,
+                         "evaluation": self.evaluator.state_dict()})
 
 
-__all__ = ["Evaluator", "FeatureSteps", "TrainOutcome", "train"]
+__all__ = ["Evaluator", "FeatureSteps", "FinetuneRun", "TrainOutcome"]

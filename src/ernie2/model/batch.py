@@ -1,8 +1,9 @@
-"""The one batch path: features (dicts of lists and scalars) padded into tensors, grouped by
-length, and moved to a device. Pre-training examples, fine-tuning features, encoding and serving
-all go through here.
+"""The one batch path: features (dicts of lists and scalars) split between processes, padded
+into tensors, grouped by length, and moved to a device. Pre-training examples, fine-tuning
+features, encoding and serving all go through here.
 
-    batch = collate(features, pad_id)   # input_ids, attention_mask, padded, ... as tensors
+    mine = [f for j, f in enumerate(features) if rank_of(j, world) == rank]   # this process's
+    batch = collate(mine, pad_id)       # input_ids, attention_mask, padded, ... as tensors
     for idx in length_batches(lengths, batch_size, max_tokens): ...   # little padding
     batch = to_device(batch, device)    # once, where the model runs (the step or the predictor)
 """
@@ -81,6 +82,14 @@ def length_batches(lengths: Sequence[int], batch_size: int | None = 32,
         batch.append(i)
     if batch:
         yield batch
+
+
+def rank_of(index: int, world: int) -> int:
+    """The process (DDP rank) that item `index` goes to when items are split between `world`
+    processes: round robin, item j to rank j % world. The one rule of every split: documents of
+    a corpus, examples of a stream, a stage's examples of a task, a batch's features, held-out
+    sets; so W processes together take each item once, within one item of each other."""
+    return index % world
 
 
 def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from ernie2.corpus.document import Document
 from ernie2.corpus.spec import CorpusSpec, is_heldout, iter_positioned, mix_seed
+from ernie2.model.batch import rank_of
 from ernie2.tasks.protocol import (Example, PretrainingTask, collate, load_task_state, member,
                                    task_state)
 
@@ -38,7 +39,7 @@ class ExampleStream:
     number): the same seed gives the same examples whatever the
     sharding, and a stream resumes exactly from `state_dict()`.
 
-    rank / world_size: this process takes the documents whose index % world_size == rank.
+    rank / world_size: this process takes the documents whose index falls to it (`rank_of`).
     split / heldout: with heldout > 0, "train" skips and "eval" keeps only the documents that
     is_heldout(index, heldout, heldout_seed) sets aside ("all" keeps every document).
     epochs: stop after that many passes (None: endless).
@@ -95,7 +96,7 @@ class ExampleStream:
 
     # ------------------------------------------------------------------------- iteration
     def _wanted(self, index: int) -> bool:
-        if index % self.world_size != self.rank:
+        if rank_of(index, self.world_size) != self.rank:
             return False
         if self.split == "all" or self.heldout <= 0:
             return True

@@ -21,7 +21,7 @@ from typing import Protocol
 
 import torch
 
-from ernie2.model.batch import length_batches
+from ernie2.model.batch import length_batches, rank_of
 from ernie2.model.heads import IGNORE_INDEX
 from ernie2.tasks.protocol import Example, collate
 
@@ -115,8 +115,8 @@ class StageFeeder:
         self.slots = slots
         self.plan = compositions(counts, steps, slots)
         self.position = start  # index of the next step
-        # Examples of each task drawn so far over all ranks (shared across stages): rank r takes
-        # the task's global examples n with n % world == r, so ranks together draw what one
+        # Examples of each task drawn so far over all ranks (shared across stages): each rank
+        # takes its global examples of the task (`rank_of`), so ranks together draw what one
         # process would (given streams sharded the same way).
         self.consumed = consumed if consumed is not None else {}
 
@@ -126,7 +126,7 @@ class StageFeeder:
     def _draw(self, name: str, first: int, k: int) -> list[Example]:
         """This rank's examples of one task for one step: the task fills slots
         [first, first + k) of the step's `slots` (or that share of the token budget); its
-        global examples are dealt round-robin over ranks by their running index."""
+        global examples are dealt over ranks by their running index (`rank_of`)."""
         _, n_tokens = self.batching.rank_share(self.world)
         stream = self.streams[name]
         out: list[Example] = []
@@ -141,8 +141,9 @@ class StageFeeder:
             size = self.batching.batch_size
             n = (first + k) * size // self.slots - first * size // self.slots
             done = self.consumed.get(name, 0)
-            for _ in range(count_mine(done, done + n, self.rank, self.world)):
-                out.append(next(stream))
+            for j in range(done, done + n):
+                if rank_of(j, self.world) == self.rank:
+                    out.append(next(stream))
             self.consumed[name] = done + n
         return out
 
@@ -182,9 +183,3 @@ class StageFeeder:
         for n, s in state["streams"].items():
             if n in self.streams:
                 self.streams[n].load_state_dict(s)
-
-
-def count_mine(lo: int, hi: int, rank: int, world: int) -> int:
-    """How many of the global examples lo..hi-1 fall to `rank` (example j goes to j % world),
-    so ranks together draw exactly the global count and stay within one example of each other."""
-    return len(range(lo + (rank - lo) % world, hi, world))

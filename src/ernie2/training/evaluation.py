@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ernie2.model.batch import rank_of
 from ernie2.model.heads import IGNORE_INDEX
 from ernie2.tasks.protocol import Example, collate, member
 from ernie2.training import distributed as dist_util
@@ -72,7 +73,7 @@ def evaluate(model, heldout: dict[str, list[Example]], *, device: torch.device,
         for name, examples in heldout.items():
             if name not in model.heads:
                 continue
-            mine = examples[r::w]
+            mine = [ex for j, ex in enumerate(examples) if rank_of(j, w) == r]
             loss_sum = units = 0.0
             sums: dict[str, float] = {}
             for i in range(0, len(mine), batch_size):

@@ -269,8 +269,12 @@ class Trainer:
                          "overflow": self.state.overflow}}
 
     def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        """What `state_dict` gave; an optimizer or scheduler state left out keeps the current
+        one (a recipe that maps the optimizer itself, or starts a new schedule)."""
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if "scheduler" in state:
+            self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         for k, v in state["loop"].items():

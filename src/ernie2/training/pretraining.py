@@ -29,7 +29,8 @@ from ernie2.model.modeling import ErnieModel
 from ernie2.tasks.registry import create_task, load_factory
 from ernie2.tokenizer import ErnieTokenizer
 from ernie2.training import distributed as dist_util
-from ernie2.training.snapshots import CheckpointManager, Loaded, rng_state, set_rng_state
+from ernie2.training import resume
+from ernie2.training.snapshots import CheckpointManager, Loaded
 from ernie2.training.config import (ConfigError, PretrainConfig, config_changes, load_config,
                                     refuse_changes, task_run_name)
 from ernie2.training.data import Batching, StageFeeder, units_of
@@ -117,6 +118,12 @@ class _Interrupt:
 
 
 class PretrainRun:
+    """The pre-training recipe: `setup()` builds the tokenizer, model, tasks, streams, held-out
+    sets and logger; `resume_from(loaded)` takes a checkpoint's model, history and counters;
+    `train(first_stage, loop_state)` fits the stages, restoring the rest of a resume
+    (`training.resume`) when its stage starts; `save_checkpoint(...)` writes one. `run()` holds
+    output_dir's lock and does them in order."""
+
     def __init__(self, cfg: PretrainConfig, *, resume: bool = False, max_steps: int | None = None,
                  stop: Callable[[int], bool] | None = None, progress: bool | None = None,
                  save_stopped: bool = False, overwrite: bool = False,
@@ -340,17 +347,13 @@ class PretrainRun:
 
     def save_checkpoint(self, step: int, s: int, trainer: Trainer,
                         feeder: StageFeeder) -> None:
+        """The trainer, the feeder (its position, the examples drawn and every task's stream)
+        and the run's plan, history, precision, config and accepted changes."""
         with self.logger.untimed():
-            meta = {"stage": s, "global_step": step, "plan": _plan_summary(self.plan),
-                    "precision": self.precision,
-                    "trainer": {k: v for k, v in trainer.state_dict().items() if k != "optimizer"},
-                    "history": self.history, "config": self.cfg.to_dict(),
-                    "changes": self.changes}
-            rank_state = {"rng": rng_state(), "feeder_position": feeder.position,
-                          "consumed": dict(self.consumed),
-                          "streams": {n: st.state_dict() for n, st in self.streams.items()}}
-            self.ckpt.save(step, self.model.state_dict(), trainer.optimizer.state_dict(), meta,
-                           rank_state)
+            resume.save(self.ckpt, step, trainer, feeder,
+                        {"stage": s, "global_step": step, "plan": _plan_summary(self.plan),
+                         "precision": self.precision, "history": self.history,
+                         "config": self.cfg.to_dict(), "changes": self.changes})
 
     def _cadence(self, s: int, end: int, trainer: Trainer, feeder: StageFeeder,
                  interrupt: _Interrupt) -> Cadence:
@@ -413,15 +416,13 @@ class PretrainRun:
 
     def _resumable(self) -> Loaded | None:
         """The newest intact checkpoint, its config compared with this run's key by key."""
-        loaded = self.ckpt.newest_intact()
+        loaded = resume.newest(self.ckpt)
         if loaded is None:
-            logger.warning("--resume: no checkpoint in %s; starting afresh", self.ckpt.directory)
             return None
         changes = config_changes(loaded.meta.get("config", {}), self.cfg.to_dict())
         refuse_changes(changes, self.allow_change, f"--resume from {loaded.path}")
-        if loaded.meta["plan"] != _plan_summary(self.plan):
-            raise ValueError(f"{loaded.path} was written for a different plan (stages, steps, "
-                             f"tasks or ids changed); start a new output_dir")
+        resume.check_written_for(loaded, "plan", _plan_summary(self.plan),
+                                 "a different plan (stages, steps, tasks or ids changed)")
         self.changes = list(loaded.meta.get("changes", []))
         if changes:
             self.accepted = {k: [a, b] for k, (a, b) in changes.items()}
@@ -443,9 +444,9 @@ class PretrainRun:
         return self.train(first_stage, loop_state)
 
     def resume_from(self, loaded: Loaded) -> tuple[int, LoopState]:
-        """The model, history, streams and loop counters of a checkpoint (the optimizer,
-        scheduler, feeder position and random state are restored when its stage starts);
-        returns the stage to go on with and the loop state."""
+        """The model, history and loop counters of a checkpoint (the optimizer, scheduler,
+        streams, feeder and random state are restored when the next stage starts, by
+        `resume.restore`); returns the stage to go on with and the loop state."""
         if self.accepted:
             self.logger.write({"step": int(loaded.meta["global_step"]), "tasks": {},
                                "changed": self.accepted}, "resume")
@@ -456,9 +457,6 @@ class PretrainRun:
         self.history = loaded.meta.get("history", [])
         loop = loaded.meta["trainer"]["loop"]
         loop_state = LoopState(**{k: int(v) for k, v in loop.items()})
-        for n, st in loaded.rank["streams"].items():
-            self.streams[n].load_state_dict(st)
-        self.consumed.update({k: int(v) for k, v in loaded.rank["consumed"].items()})
         done_in_stage = loop_state.step - self.plan.stage_start(s)
         first_stage = s + 1 if done_in_stage >= self.plan.stages[s].steps else s
         logger.info("resuming from %s (step %d, stage %d)", loaded.path, loop_state.step, s + 1)
@@ -488,25 +486,25 @@ class PretrainRun:
                 if previous is not None:
                     remap_optimizer_state(previous, opt)
                 sched = self._scheduler(opt, s, lr)
-                feeder = StageFeeder(stage.counts, stage.steps,
-                                     {n: self.streams[n] for n in stage.trained},
+                # Every task's stream, trained in this stage or not: the feeder's state is the
+                # run's whole data state.
+                feeder = StageFeeder(stage.counts, stage.steps, self.streams,
                                      Batching(cfg.train.batch_size, cfg.train.micro_batch_size,
                                               cfg.train.batch_tokens, cfg.train.micro_batch_tokens),
                                      cfg.train.mix, self.rank, self.world, self.tokenizer.pad_id,
                                      task_ids=self.task_ids, consumed=self.consumed)
-                same_stage = loaded is not None and int(loaded.meta["stage"]) == s
-                if same_stage:
-                    sched.load_state_dict(loaded.meta["trainer"]["scheduler"])
-                    feeder.position = int(loaded.rank["feeder_position"])
                 trainer = Trainer(self.model, step_fn, units_of, stage.trained, opt, sched,
                                   device=self.device, precision=self.precision,
                                   grad_clip=cfg.train.grad_clip,
                                   max_bad_steps=cfg.train.max_bad_steps,
                                   compile=cfg.train.compile, state=loop_state)
-                if same_stage and loaded.meta["trainer"].get("scaler") and trainer.scaler:
-                    trainer.scaler.load_state_dict(loaded.meta["trainer"]["scaler"])
                 if loaded is not None:
-                    set_rng_state(loaded.rank["rng"])  # last: nothing draws before training
+                    # The optimizer is mapped above; a checkpoint that ended the stage before
+                    # leaves this stage its own schedule, and its feeder starts at step 0.
+                    same_stage = int(loaded.meta["stage"]) == s
+                    resume.restore(loaded, trainer, feeder, optimizer=False, schedule=same_stage)
+                    if not same_stage:
+                        feeder.position = 0
                     loaded = None
                 end = plan.stage_start(s) + stage.steps
                 logger.info("stage %d/%d %s: %d steps, tasks %s", s + 1, len(plan.stages),

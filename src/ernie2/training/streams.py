@@ -4,8 +4,8 @@ the two ways of sharding them over ranks.
 - "documents": each rank streams its own documents (tasks.stream shards by document index);
   cheap, and a W-process run trains on different (equally distributed) examples than a
   1-process run.
-- "examples": every rank streams the whole corpus and keeps the global examples n with
-  n % world == rank; each rank builds every example, and a W-process run trains on exactly the
+- "examples": every rank streams the whole corpus and keeps its global examples (`rank_of`);
+  each rank builds every example, and a W-process run trains on exactly the
   global batches of a 1-process run with the same seed.
 """
 
@@ -22,6 +22,7 @@ from typing import Any
 from ernie2.corpus.prepare import cached_corpus, corpus_cache, corpus_fingerprint, formats
 from ernie2.corpus.readers import document_to_json
 from ernie2.corpus.spec import CorpusSpec, is_heldout, iter_positioned
+from ernie2.model.batch import rank_of
 from ernie2.tasks.protocol import Example
 from ernie2.tasks.stream import ExampleStream, stream_examples
 from ernie2.training import distributed as dist_util
@@ -50,7 +51,10 @@ class TaskStream:
             raise ValueError(f"shuffle buffer size must be >= 0, got {shuffle}")
         self.stream = stream
         self.rank, self.world = rank, world  # example-level sharding (stream sees every doc)
-        self.started = False
+        # Examples pulled from the stream so far, the index of the next one: the rank that index
+        # falls to takes it. Only its remainder by `world` matters, so a state keeps whether
+        # this rank took an example yet (then it is rank + 1, modulo world).
+        self.pulled = 0
         self._it = None
         self.shuffle = shuffle
         self.buffer: list[Example] = []
@@ -72,14 +76,14 @@ class TaskStream:
         return example
 
     def __next__(self) -> Example:
-        skip = self.world - 1 if self.started else self.rank
-        for _ in range(skip):
-            self._pull()
-        self.started = True
-        return self._pull()
+        while True:
+            example = self._pull()
+            index, self.pulled = self.pulled, self.pulled + 1
+            if rank_of(index, self.world) == self.rank:
+                return example
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"stream": self.stream.state_dict(), "started": self.started}
+        state = {"stream": self.stream.state_dict(), "started": self.pulled > 0}
         if self.shuffle:
             state["shuffle"] = {"size": self.shuffle,
                                 "rng": random_state_to_json(self.rng.getstate()),
@@ -93,7 +97,7 @@ class TaskStream:
                              f"{saved['size'] if saved else 0} examples, this run's "
                              f"{self.shuffle}: resume with the same train.shuffle_buffer")
         self.stream.load_state_dict(state["stream"])
-        self.started = bool(state["started"])
+        self.pulled = self.rank + 1 if state["started"] else 0
         self._it = None
         if saved:
             self.rng.setstate(random_state_from_json(saved["rng"]))
