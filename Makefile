@@ -33,8 +33,9 @@ demo: setup
 	$(PY) examples/finetune_demo.py runs/demo_zh/final demo_out/finetune
 
 # The ERNIE 2.0 paper's comparison at small scale: continual, sequential and joint schedules and
-# knowledge masking alone on the same steps and data, each final model fine-tuned (four pre-trainings of the demo's
-# length and about 50 fine-tuning runs; not yet timed on an idle machine).
+# knowledge masking alone on the same steps and data, each final model fine-tuned (four
+# pre-trainings of the demo's length and 45 fine-tuning runs: about an hour on 2 cores; arms
+# already finished in runs/compare_zh are read back, see docs/pretraining.md).
 compare: setup
 	$(PY) -m ernie2 data demo --out data/demo --langs zh
 	$(PY) examples/pretrain_compare.py demo_zh --out runs/compare_zh
