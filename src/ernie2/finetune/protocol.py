@@ -83,10 +83,27 @@ def _digest_of(path: Path, stats: tuple) -> str:  # `stats`: the cache's key (si
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for f in files:
         h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        if f.suffix == ".safetensors":
+            _hash_tensors(f, h)
+            continue
         with open(f, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
+
+
+def _hash_tensors(path: Path, h) -> None:
+    """Weights by their names, dtypes, shapes and values, not their file's bytes: the same
+    weights saved again (a finished pre-training resumed re-exports its model, and the header
+    may order its entries differently) keep their digest."""
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        for name in sorted(f.keys()):
+            t = f.get_tensor(name).contiguous()
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
 
 
 def run_key(run: Run) -> dict:
