@@ -108,6 +108,12 @@ def random_init(config: ErnieConfig, vocab: Path, out: Path, seed: int = 0) -> P
     return out
 
 
+def random_like(model_dir: Path, out: Path) -> Path:
+    """random_init with the config and vocab of the model in `model_dir`."""
+    return random_init(ErnieConfig.from_file(model_dir / "config.json"), model_dir / "vocab.txt",
+                       out)
+
+
 def probe(starts: dict[str, Path], data_dir: Path, max_len: int) -> dict[str, dict[str, float]]:
     """Frozen features -> logistic regression (C picked on dev), test accuracy per start and
     feature ([CLS] state, mean of the top layer's token states)."""
@@ -219,9 +225,8 @@ def main(pretrained_dir: str | Path = DEFAULT_PRETRAINED, out_dir: str | Path = 
                                 "(`ernie2 pretrain demo_zh`)")
     tasks = tasks or TASKS
     t0 = time.perf_counter()
-    config = ErnieConfig.from_file(pretrained_dir / "config.json")
     starts = {PRETRAINED: pretrained_dir,
-              RANDOM: random_init(config, pretrained_dir / "vocab.txt", out_dir / "random_init"),
+              RANDOM: random_like(pretrained_dir, out_dir / "random_init"),
               **(extra_starts or {})}
     results, data = _compare(tasks, starts, out_dir, seeds, train_sizes, workers, progress)
     probe_scores = None

@@ -171,8 +171,7 @@ def run(config: str = "demo_zh", out: str | Path | None = None,
         # An arm already finished in OUT with this config is read back (an interrupted
         # comparison resumes; arms can be run in separate processes first, `--schedules`);
         # `fresh` starts every arm again.
-        result = pretrain(cfg, progress=progress, overwrite=True) if fresh else \
-            pretrain(cfg, progress=progress, resume=True)
+        result = pretrain(cfg, progress=progress, overwrite=fresh, resume=not fresh)
         if not result.completed:
             raise RuntimeError(f"the {schedule} run stopped before its end")
         runs[schedule] = {"history": result.history, "chance": result.chance,
@@ -187,10 +186,7 @@ def run(config: str = "demo_zh", out: str | Path | None = None,
 
         first = Path(next(iter(runs.values()))["final"])
         starts = {name: Path(r["final"]) for name, r in runs.items()}
-        from ernie2.model import ErnieConfig
-
-        starts[finetune_demo.RANDOM] = finetune_demo.random_init(
-            ErnieConfig.from_file(first / "config.json"), first / "vocab.txt", out / "random_init")
+        starts[finetune_demo.RANDOM] = finetune_demo.random_like(first, out / "random_init")
         tasks = finetune_tasks or finetune_demo.TASKS
         data = finetune_demo.build_data(out / "finetune_data", tasks)
         from ernie2.finetune.protocol import compare

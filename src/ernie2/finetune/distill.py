@@ -126,12 +126,10 @@ def _ernie_student(settings: DistillSettings, teacher, tokenizer, texts: Sequenc
         encoder = ErnieModel.from_pretrained(settings.teacher,
                                              num_hidden_layers=settings.student_layers)
     else:
-        shape = size_fields(settings.student_size)  # the teacher's vocab and inputs are kept
-        size = {"intermediate_size": None, **{k: shape[k] for k in (
-            "num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
-            if k in shape}}
-        size["max_position_embeddings"] = tc.max_position_embeddings  # keep the teacher's reach
-        encoder = ErnieModel(tc.replace(**size))
+        # the size's shape; the teacher's vocab, inputs and reach (positions) are kept
+        shape = size_fields(settings.student_size)
+        encoder = ErnieModel(tc.replace(**{k: shape.get(k) for k in (
+            "num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")}))
     ft = FinetuneModel(encoder, teacher.task, teacher.labels, teacher.options, teacher.task_id)
     if settings.student_layers:  # same width: the teacher's head is a better start than noise
         ft.head.load_state_dict(teacher.head.state_dict())

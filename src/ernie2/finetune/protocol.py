@@ -71,7 +71,8 @@ class Run:
 
 
 def _digest(path: Path) -> str:
-    """sha256 of a file, or of a directory's files (names and bytes, in name order)."""
+    """sha256 of a file, or of a directory's files (names and contents, in name order; weights
+    by their tensors), computed once per file state (sizes and times)."""
     stats = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns)
                   for f in ([path] if path.is_file() else sorted(path.rglob("*"))))
     return _digest_of(path, stats)
@@ -125,8 +126,8 @@ def _steps(run: Run) -> int:
     return run.task.steps if run.train_size is None else subset_steps(run.task, run.train_size)
 
 
-def cached(run: Run, key: dict | None = None) -> tuple[float, float] | None:
-    """The scores of a run done before with the same key, or None."""
+def cached(run: Run, key: dict) -> tuple[float, float] | None:
+    """The scores of a run done before with this key (`run_key(run)`), or None."""
     path = Path(run.out_dir) / "result.json"
     if not path.is_file():
         return None
@@ -134,14 +135,14 @@ def cached(run: Run, key: dict | None = None) -> tuple[float, float] | None:
         saved = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if saved.get("key") != (run_key(run) if key is None else key):
+    if saved.get("key") != key:
         return None
     return float(saved["dev"]), float(saved["test"])
 
 
-def _run(run: Run) -> tuple[float, float]:
+def _run(run: Run, key: dict) -> tuple[float, float]:
     """(best dev score, test score of the best dev model); runs in a worker process and writes
-    them, with the run's key, to out_dir/result.json."""
+    them, with the run's key (`run_key(run)`, computed by the caller), to out_dir/result.json."""
     import logging
 
     import torch
@@ -152,7 +153,6 @@ def _run(run: Run) -> tuple[float, float]:
     logging.getLogger("ernie2").setLevel(logging.WARNING)
     t = run.task
     steps = _steps(run)
-    key = run_key(run)
     r = finetune(FinetuneSettings(
         task=t.task, data_dir=run.data_dir, from_pretrained=run.model, output_dir=run.out_dir,
         batch_size=t.batch_size, learning_rate=run.lr, max_steps=steps,
@@ -242,11 +242,12 @@ def compare(tasks: Iterable[ProtocolTask], starts: Mapping[str, str | os.PathLik
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool, \
             tqdm(desc="fine-tuning runs", unit=" run", disable=not progress) as bar:
         def execute(runs: list[Run]) -> list[tuple[float, float]]:
-            done = [cached(r) for r in runs]
-            todo = [r for r, d in zip(runs, done) if d is None]
+            keys = [run_key(r) for r in runs]
+            done = [cached(r, k) for r, k in zip(runs, keys)]
+            todo = [(r, k) for r, k, d in zip(runs, keys, done) if d is None]
             bar.total = (bar.total or 0) + len(todo)
             bar.refresh()
-            futures = iter([pool.submit(_run, r) for r in todo])
+            futures = iter([pool.submit(_run, r, k) for r, k in todo])
             outs = []
             for d in done:
                 if d is None:

@@ -167,6 +167,12 @@ class PretrainRun:
                                         f"{m.init_from} has no vocab.txt")
         return ErnieTokenizer(self.vocab_file)
 
+    def _read_base(self) -> None:
+        """The checkpoint to start from (model.init_from), if any, and the tokenizer."""
+        self._ckpt = read_checkpoint(self.cfg.model.init_from) if self.cfg.model.init_from \
+            else None
+        self.tokenizer = self._tokenizer()
+
     def _model_config(self) -> ErnieConfig:
         """The encoder's config, its sizes checked against memory before any allocation."""
         m = self.cfg.model
@@ -249,8 +255,7 @@ class PretrainRun:
         cfg = self.cfg
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % 2 ** 32)
-        self._ckpt = read_checkpoint(cfg.model.init_from) if cfg.model.init_from else None
-        self.tokenizer = self._tokenizer()
+        self._read_base()
         encoder = self._encoder()
         self.model = MultiTaskModel(encoder)
         self.tasks = {t.name: self._make_task(t.name) for t in self.plan.tasks}
@@ -594,8 +599,7 @@ def check(config: str | Path | dict | PretrainConfig,
 
 def _configured(cfg: PretrainConfig) -> PretrainRun:
     run = PretrainRun(cfg)
-    run._ckpt = read_checkpoint(cfg.model.init_from) if cfg.model.init_from else None
-    run.tokenizer = run._tokenizer()
+    run._read_base()
     return run
 
 
