@@ -1,5 +1,6 @@
 """The finetune, predict, encode and fill-mask commands on a tiny model: --help, output files."""
 
+import dataclasses
 import json
 import re
 
@@ -247,3 +248,26 @@ def test_fill_mask_command_errors(tiny, capsys):
     assert "has no [MASK]" in capsys.readouterr().err
     assert main(["fill-mask", "--model", str(tiny["pre"]), "--head", "mlm", "a[MASK]"]) == 1
     assert "no head 'mlm' (heads: knowledge_masking)" in capsys.readouterr().err
+
+
+def test_encoder_dropout_flags_override_the_checkpoints_config(tiny):
+    # The checkpoint was saved with dropout 0.0 (as the demos pre-train); fine-tuning sets it.
+    from ernie2.finetune.run import start_model
+
+    args = build_parser().parse_args(
+        ["finetune", "--task", "classify", "--data_dir", "d", "--from_pretrained",
+         str(tiny["pre"]), "--hidden_dropout", "0.1", "--attention_dropout", "0.05"])
+    s = settings_from_args(args)
+    assert (s.hidden_dropout_prob, s.attention_probs_dropout_prob) == (0.1, 0.05)
+    for init in ("pretrained", "random"):
+        model, _ = start_model(dataclasses.replace(s, init=init))
+        cfg = model.config
+        assert (cfg.hidden_dropout_prob, cfg.attention_probs_dropout_prob) == (0.1, 0.05)
+        model.train()
+        x = torch.randint(5, cfg.vocab_size, (2, 12))
+        assert not torch.equal(model(x)[0], model(x)[0])  # dropout is on
+    kept, _ = start_model(dataclasses.replace(s, hidden_dropout_prob=None,
+                                              attention_probs_dropout_prob=None))
+    assert kept.config.hidden_dropout_prob == 0.0
+    with pytest.raises(ValueError, match="hidden_dropout_prob: expected a probability"):
+        dataclasses.replace(s, hidden_dropout_prob=1.5)

@@ -1,7 +1,9 @@
 """Encoder parity with transformers' ErnieModel, heads, hidden states and config handling."""
 
+import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -216,3 +218,37 @@ def test_bad_configs(bad, msg):
     raw = {"vocab_size": 10, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4}
     with pytest.raises(ValueError, match=msg):
         ErnieConfig.from_dict({**raw, **bad}, source="x.json")
+
+
+def test_sinusoidal_position_init_is_the_transformer_table_scaled():
+    # Worked independently: feature 2i of position p is sin(p / 10000^(2i/d)), 2i+1 its cos.
+    d = 8
+    c = ErnieConfig(vocab_size=10, hidden_size=d, num_hidden_layers=1, num_attention_heads=2,
+                    max_position_embeddings=16, position_init="sinusoidal",
+                    position_init_std=0.1)
+    table = ErnieModel(c).embeddings.position_embeddings.weight.detach().double()
+    ref = np.array([[np.sin(p / 10000 ** (i / d)) if i % 2 == 0 else
+                     np.cos(p / 10000 ** ((i - 1) / d)) for i in range(d)] for p in range(16)])
+    ref *= 0.1 / ref.std(ddof=1)
+    np.testing.assert_allclose(table.numpy(), ref, rtol=1e-5, atol=1e-6)
+    assert abs(table.std().item() - 0.1) < 1e-6
+    # The default stays BERT's: every embedding N(0, initializer_range).
+    normal = ErnieModel(dataclasses.replace(c, position_init="normal"))
+    assert abs(normal.embeddings.position_embeddings.weight.std().item() - 0.02) < 0.01
+    with pytest.raises(ValueError, match="position_init 'rope' is not one of normal"):
+        dataclasses.replace(c, position_init="rope")
+
+
+def test_sinusoidal_init_round_trips_and_loaded_weights_win(tmp_path):
+    c = ErnieConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                    max_position_embeddings=16, position_init="sinusoidal")
+    c.save(tmp_path / "config.json")
+    assert ErnieConfig.from_file(tmp_path / "config.json") == c
+    torch.manual_seed(0)
+    m = ErnieModel(dataclasses.replace(c, position_init="normal"))
+    (tmp_path / "vocab.txt").write_text("\n".join(f"t{i}" for i in range(10)) + "\n")
+    m.save_pretrained(tmp_path / "m", tmp_path / "vocab.txt")
+    # the checkpoint's config says normal; asked for sinusoidal, the saved table still loads
+    loaded = ErnieModel.from_pretrained(tmp_path / "m", position_init="sinusoidal")
+    assert torch.equal(loaded.embeddings.position_embeddings.weight,
+                       m.embeddings.position_embeddings.weight)

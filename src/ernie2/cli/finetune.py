@@ -23,7 +23,8 @@ HELP = "fine-tune on classify, pair, regress, ner, mrc or rank data (presets for
 # the flag is given.
 _SETTINGS = ("output_dir", "batch_size", "micro_batch_size", "learning_rate", "epochs",
              "max_steps", "warmup_proportion", "weight_decay", "grad_clip", "eval_every",
-             "main_metric", "label_map", "num_layers", "task_id", "seed", "device", "precision",
+             "main_metric", "label_map", "num_layers", "hidden_dropout_prob",
+             "attention_probs_dropout_prob", "task_id", "seed", "device", "precision",
              "eval_batch_size", "log_every", "tensorboard", "peak_tflops", "checkpoint_every",
              "keep_checkpoints")
 _OPTIONS = ("max_len", "for_cn", "dropout", "crf", "scheme", "stride", "max_query_len",
@@ -77,6 +78,13 @@ def add_arguments(p):
     g.add_argument("--label_map", help="label_map.json (default data_dir/label_map.json)")
     g.add_argument("--num_layers", type=int,
                    help="keep only the first N encoder layers of the checkpoint")
+    g.add_argument("--hidden_dropout_prob", "--hidden_dropout", dest="hidden_dropout_prob",
+                   type=float, help="the encoder's dropout while fine-tuning (default: the "
+                   "model's config; 0.1 suits a model pre-trained without dropout)")
+    g.add_argument("--attention_probs_dropout_prob", "--attention_dropout",
+                   dest="attention_probs_dropout_prob", type=float,
+                   help="the encoder's attention dropout while fine-tuning (default: the "
+                   "model's config)")
     g.add_argument("--task_id", type=int, help="task-embedding row (default 0)")
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:1")

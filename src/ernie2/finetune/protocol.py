@@ -56,6 +56,8 @@ class ProtocolTask:
     batch_size: int = 32
     evals: int = 8  # dev evaluations per run; the best one is kept
     pooling: str = "pooler"  # what a sequence-level head reads (TaskOptions.pooling)
+    # the encoder's hidden and attention dropout while fine-tuning (None: each start's config)
+    encoder_dropout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ def _run(run: Run, key: dict) -> tuple[float, float]:
         batch_size=t.batch_size, learning_rate=run.lr, max_steps=steps,
         warmup_proportion=0.1, weight_decay=0.01, eval_every=max(1, steps // t.evals),
         main_metric=t.metric, seed=run.seed, precision="fp32", progress=False,
+        hidden_dropout_prob=t.encoder_dropout, attention_probs_dropout_prob=t.encoder_dropout,
         log_every=t.steps, tensorboard="off",
         options=TaskOptions(max_len=t.max_len, pooling=t.pooling)))
     metric = r.main_metric

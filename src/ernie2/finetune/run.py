@@ -68,6 +68,8 @@ def start_model(settings: FinetuneSettings) -> tuple[ErnieModel, ErnieTokenizer]
     """The encoder and tokenizer fine-tuning starts from: a pre-trained model, or fresh weights
     of a named size (or of the pre-trained model's shape) with its vocab or --vocab."""
     overrides = {"num_hidden_layers": settings.num_layers} if settings.num_layers else {}
+    overrides.update({k: v for k in ("hidden_dropout_prob", "attention_probs_dropout_prob")
+                      if (v := getattr(settings, k)) is not None})
     src = settings.from_pretrained
     if settings.init not in ("pretrained", "random"):
         raise ValueError(f"init must be 'pretrained' or 'random', got {settings.init!r}")

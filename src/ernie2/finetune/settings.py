@@ -36,6 +36,10 @@ class FinetuneSettings:
     main_metric: str | None = None  # dev score that picks the best model; task default if None
     label_map: str | None = None  # label_map.json; default data_dir/label_map.json if present
     num_layers: int | None = None  # keep only the first N encoder layers of the checkpoint
+    # The encoder's dropout while fine-tuning (None: the start's config). A model pre-trained
+    # without dropout (the demos) saves 0.0, and fine-tuning it on a small set then overfits.
+    hidden_dropout_prob: float | None = None
+    attention_probs_dropout_prob: float | None = None
     task_id: int = 0  # row of the task embedding, when the encoder has one
     seed: int = 1
     device: str = "auto"  # auto, cpu, cuda, cuda:1
@@ -65,6 +69,8 @@ class FinetuneSettings:
             need(name, lambda v: v > 0, "a positive number")
         need("warmup_proportion", lambda v: 0 <= v <= 1, "a fraction in [0, 1]")
         need("weight_decay", lambda v: v >= 0, "0 or more")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            need(name, lambda v: 0 <= v < 1, "a probability in [0, 1)")
 
     @classmethod
     def from_preset(cls, name: str, column: str = "base", /, **overrides: Any

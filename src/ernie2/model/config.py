@@ -40,6 +40,9 @@ def size_fields(name: str) -> dict[str, Any]:
                        f"or a released model's: {', '.join(sorted(known_models()))}") from None
 
 
+POSITION_INITS = ("normal", "sinusoidal")
+
+
 @dataclass
 class ErnieConfig:
     vocab_size: int = 18000
@@ -55,6 +58,11 @@ class ErnieConfig:
     use_task_id: bool = False
     task_type_vocab_size: int = 3
     initializer_range: float = 0.02
+    # How a fresh model's position table starts: "normal" (N(0, initializer_range), as every
+    # other weight: BERT's and ERNIE's) or "sinusoidal" (the Transformer's sin/cos table, scaled
+    # to a standard deviation of position_init_std). Loaded weights replace it either way.
+    position_init: str = "normal"
+    position_init_std: float = 0.1
     # Paddle's LayerNorm default; converted ERNIE weights are wrong with the HF default 1e-12.
     layer_norm_eps: float = 1e-5
     pad_token_id: int = 0
@@ -88,6 +96,11 @@ class ErnieConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {v}")
         if not (math.isfinite(self.initializer_range) and self.initializer_range >= 0):
             raise ValueError(f"initializer_range must be >= 0, got {self.initializer_range}")
+        if self.position_init not in POSITION_INITS:
+            raise ValueError(f"position_init {self.position_init!r} is not one of "
+                             f"{', '.join(POSITION_INITS)}")
+        if not (math.isfinite(self.position_init_std) and self.position_init_std > 0):
+            raise ValueError(f"position_init_std must be positive, got {self.position_init_std}")
         if not (math.isfinite(self.layer_norm_eps) and self.layer_norm_eps > 0):
             raise ValueError(f"layer_norm_eps must be positive, got {self.layer_norm_eps}")
         self.check_memory()

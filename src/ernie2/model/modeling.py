@@ -24,6 +24,20 @@ def activation(name: str):
     raise ValueError(f"unknown activation {name!r}")
 
 
+def sinusoidal_positions(n: int, width: int, std: float) -> torch.Tensor:
+    """The Transformer's position table (Vaswani et al. 2017: sin at even features, cos at odd
+    ones, wavelengths from 2*pi to 10000*2*pi), scaled to standard deviation `std`: a start for
+    learned absolute positions from which offsets between tokens are linear maps, so that a
+    young model can attend to its neighbours (a fresh N(0, 0.02) table leaves a small model's
+    tags a position off; docs/pretraining.md#the-demo)."""
+    pos = torch.arange(n, dtype=torch.float64)[:, None]
+    freq = 10000.0 ** (-torch.arange(0, width, 2, dtype=torch.float64) / width)
+    table = torch.zeros(n, width, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq)[:, : width // 2]
+    return (table * (std / table.std())).float()
+
+
 class ErnieEmbeddings(nn.Module):
     def __init__(self, config: ErnieConfig):
         super().__init__()
@@ -131,6 +145,11 @@ class ErnieModel(nn.Module):
         self.layers = nn.ModuleList(ErnieLayer(config) for _ in range(config.num_hidden_layers))
         self.pooler = ErniePooler(config) if config.has_pooler else None
         self.apply(self._init_weights)
+        if config.position_init == "sinusoidal":
+            with torch.no_grad():
+                self.embeddings.position_embeddings.weight.copy_(sinusoidal_positions(
+                    config.max_position_embeddings, config.hidden_size,
+                    config.position_init_std))
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
