@@ -287,3 +287,43 @@ def test_ddp_two_processes_equal_one_process(tmp_path):
     ddp_eval = json.loads((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()[-1])
     for task, res in one_eval.items():
         assert ddp_eval["tasks"][task]["loss"] == pytest.approx(res["loss"], rel=1e-4)
+
+
+def test_output_prior_starts_heads_at_their_label_frequencies(tmp_path):
+    from collections import Counter
+
+    from ernie2.tasks.heads import label_counts, set_output_prior
+    from ernie2.tasks.protocol import Example
+    from ernie2.model.heads import SequenceHead
+
+    # hand-worked: labels 0 three times, 2 once (-100 not counted): log(4, 1, 2), centred
+    exs = [Example("t", [1, 2], [0, 0], [0, -100, 2]), Example("t", [1], [0], [0, 0])]
+    counts = label_counts(exs, 3)
+    assert counts.tolist() == [3.0, 0.0, 1.0]
+    head = SequenceHead(4, 3)
+    assert set_output_prior(head, counts)
+    want = torch.log(torch.tensor([4.0, 1.0, 2.0]))
+    assert torch.allclose(head.classifier.bias, want - want.mean())
+    assert not set_output_prior(SequenceHead(4, 2), counts)  # another width: left alone
+
+    # in a run (a learning rate too small to move anything): the masked-LM head's bias ranks
+    # the corpus's tokens by frequency; without the option it stays at zero
+    def run(out, prior):
+        cfg = base_config(tmp_path, **{"output_dir": str(tmp_path / out), "model.output_prior":
+                                       prior, "train.lr": 1e-9, "train.weight_decay": 0.0})
+        cfg["stages"] = cfg["stages"][:1]
+        pretrain(cfg)
+        last = sorted((tmp_path / out / "checkpoints").glob("step-*"))[-1]
+        return load_file(str(last / "model.safetensors"))["heads.mlm.bias"]
+
+    from ernie2.tokenizer import ErnieTokenizer
+
+    bias = run("prior", 300)
+    data = Path(base_config(tmp_path)["data_dir"])
+    tok = ErnieTokenizer(data / "vocab.txt")
+    freq = Counter(t for line in (data / "corpus.txt").read_text().split()
+                   for t in tok.convert_tokens_to_ids(tok.tokenize(line)))
+    common = [t for t, _ in freq.most_common(3)]
+    unseen = [i for i in range(tok.vocab_size) if i not in freq]
+    assert unseen and min(bias[common]) > max(bias[unseen]) + 1.0
+    assert run("zero", 0).abs().max() < 1e-6

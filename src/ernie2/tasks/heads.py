@@ -60,3 +60,39 @@ def mlm_compute(head, encoded: torch.Tensor, batch: dict[str, torch.Tensor]):
     labels = batch["labels"]
     keep = labels != IGNORE_INDEX
     return _scored(head(encoded, keep), labels[keep], encoded)
+
+
+def label_counts(examples, num_classes: int) -> torch.Tensor:
+    """How often each class is a label in `examples` (per-token labels or one a example;
+    IGNORE_INDEX not counted)."""
+    counts = torch.zeros(num_classes, dtype=torch.float64)
+    for ex in examples:
+        labels = ex.labels if isinstance(ex.labels, list) else [ex.labels]
+        ids = torch.tensor([lab for lab in labels if lab != IGNORE_INDEX], dtype=torch.long)
+        counts += torch.bincount(ids, minlength=num_classes)[:num_classes].double()
+    return counts
+
+
+def output_bias(head):
+    """The bias of a head's output layer (masked LM, sequence or per-token classifier), or None
+    for heads without one."""
+    from ernie2.model.heads import MaskedLMHead, SequenceHead
+
+    if isinstance(head, MaskedLMHead):
+        return head.bias
+    if isinstance(head, SequenceHead) and head.classifier.bias is not None:
+        return head.classifier.bias
+    return None
+
+
+def set_output_prior(head, counts: torch.Tensor) -> bool:
+    """Start the head's output bias at the log frequencies of `counts` (add-one smoothed,
+    centred), so its softmax begins at the label distribution. False when the head has no
+    output bias of that width."""
+    bias = output_bias(head)
+    if bias is None or bias.shape[0] != counts.shape[0] or bias.shape[0] < 2:
+        return False
+    prior = torch.log(counts + 1.0)
+    with torch.no_grad():
+        bias.copy_((prior - prior.mean()).to(bias.dtype))
+    return True

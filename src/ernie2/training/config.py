@@ -47,6 +47,10 @@ class ModelSection:
     new_task_rows: Literal["zeros", "normal"] = doc(
         "how task-embedding rows added to a trained table start: zeros (the model's function is "
         "unchanged at first) or normal(0, initializer_range)", "zeros")
+    output_prior: int = doc(
+        "a new head's output bias starts at the log frequency of its labels (masked tokens, "
+        "classes) in this many of its training examples, so that the encoder need not learn "
+        "the label distribution first; 0: the bias starts at zero", 0)
 
 
 @dataclass

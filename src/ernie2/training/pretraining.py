@@ -11,6 +11,7 @@ forgetting report.
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import logging
 import random
@@ -26,6 +27,7 @@ import torch
 from ernie2.model.checkpoint import load_encoder, read_checkpoint
 from ernie2.model.config import ErnieConfig
 from ernie2.model.modeling import ErnieModel
+from ernie2.tasks.heads import label_counts, set_output_prior
 from ernie2.tasks.registry import create_task, load_factory
 from ernie2.tokenizer import ErnieTokenizer
 from ernie2.training import distributed as dist_util
@@ -310,13 +312,31 @@ class PretrainRun:
                 if name not in self.model.heads:
                     torch.manual_seed(_seed_of(self.cfg.seed, 0x4E, self.task_ids[name]))
                     self.model.add_task(name, self.tasks[name])
-                    self._load_head(name)
+                    if not self._load_head(name):
+                        self._output_prior(name)
 
-    def _load_head(self, name: str) -> None:
+    def _output_prior(self, name: str) -> None:
+        """model.output_prior: the new head's output bias from the label frequencies of the
+        first examples of a stream of its own (seeded apart from the training stream, which it
+        leaves untouched; the same on every rank)."""
+        n = self.cfg.model.output_prior
+        if n <= 0:
+            return
+        task = self._make_task(name)
+        spec, frac = self._corpus(name)
+        stream = train_stream(task, spec, seed=_seed_of(self.cfg.seed, 0xB1, self.task_ids[name]),
+                              heldout=frac, rank=0, world=1)
+        examples = list(itertools.islice(iter(stream), n))
+        counts = label_counts(examples, task.num_classes)
+        if counts.sum() > 0 and set_output_prior(self.model.heads[name], counts):
+            logger.info("head %s: output bias from the label frequencies of %d examples", name,
+                        len(examples))
+
+    def _load_head(self, name: str) -> bool:
         """A head of the same name in the starting checkpoint (e.g. a stage model) is kept."""
         saved = self._ckpt.heads(name) if self._ckpt is not None else {}
         if not saved:
-            return
+            return False
         try:
             self.model.heads[name].load_state_dict(saved)
         except RuntimeError as exc:
@@ -324,6 +344,7 @@ class PretrainRun:
                              f"task's head: {str(exc).splitlines()[0]}; give the task another "
                              "name to start it fresh") from None
         logger.info("head %s: loaded from %s", name, self.cfg.model.init_from)
+        return True
 
     # ------------------------------------------------------------------ one stage
     def _scheduler(self, opt, s: int, lr: float) -> WarmupLinear:
