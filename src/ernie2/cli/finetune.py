@@ -22,7 +22,7 @@ HELP = "fine-tune on classify, pair, regress, ner, mrc or rank data (presets for
 # flag -> FinetuneSettings field; every flag defaults to None so a preset's value stays unless
 # the flag is given.
 _SETTINGS = ("output_dir", "batch_size", "micro_batch_size", "learning_rate", "epochs",
-             "max_steps", "warmup_proportion", "weight_decay", "grad_clip", "eval_every",
+             "max_steps", "warmup_proportion", "weight_decay", "grad_clip", "eval_every", "eval_each_epoch",
              "main_metric", "label_map", "num_layers", "hidden_dropout_prob",
              "attention_probs_dropout_prob", "task_id", "seed", "device", "precision",
              "eval_batch_size", "log_every", "tensorboard", "peak_tflops", "checkpoint_every",
@@ -73,7 +73,11 @@ def add_arguments(p):
     g.add_argument("--weight_decay", "--wd", dest="weight_decay", type=float)
     g.add_argument("--grad_clip", type=float, help="max gradient norm (default 1.0)")
     g.add_argument("--eval_every", "--validation_steps", dest="eval_every", type=int,
-                   help="also evaluate on dev every N steps (always after each epoch)")
+                   help="also evaluate on dev every N steps (and after each epoch unless "
+                   "--no-eval_each_epoch)")
+    g.add_argument("--eval_each_epoch", action=argparse.BooleanOptionalAction,
+                   help="also evaluate on dev after every epoch (default; --no-eval_each_epoch: "
+                   "only every --eval_every steps and at the end)")
     g.add_argument("--main_metric", help="dev score that picks the best model")
     g.add_argument("--label_map", help="label_map.json (default data_dir/label_map.json)")
     g.add_argument("--num_layers", type=int,

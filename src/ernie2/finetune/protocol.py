@@ -159,6 +159,7 @@ def _run(run: Run, key: dict) -> tuple[float, float]:
         task=t.task, data_dir=run.data_dir, from_pretrained=run.model, output_dir=run.out_dir,
         batch_size=t.batch_size, learning_rate=run.lr, max_steps=steps,
         warmup_proportion=0.1, weight_decay=0.01, eval_every=max(1, steps // t.evals),
+        eval_each_epoch=False,
         main_metric=t.metric, seed=run.seed, precision="fp32", progress=False,
         hidden_dropout_prob=t.encoder_dropout, attention_probs_dropout_prob=t.encoder_dropout,
         log_every=t.steps, tensorboard="off",
@@ -215,12 +216,15 @@ def mean_std(xs: Sequence[float]) -> tuple[float, float]:
 
 def compare(tasks: Iterable[ProtocolTask], starts: Mapping[str, str | os.PathLike],
             out_dir: str | os.PathLike, seeds: Sequence[int] = (1, 2, 3),
-            train_sizes: Sequence[int] = (), curve_seeds: Sequence[int] | None = None,
+            train_sizes: Sequence[int] | Mapping[str, Sequence[int]] = (),
+            curve_seeds: Sequence[int] | None = None,
             workers: int = 2, progress: bool = True) -> dict:
     """Fine-tune every start on every task under the protocol. Returns
     {task: {start: {"lr", "grid": {lr: dev}, "dev", "test": [per seed], "mean", "std",
-    "curve": {n: {"test": [...], "mean", "std"}}}}}. Runs done before under `out_dir` with the
-    same key (`run_key`) are read back, not run again.
+    "curve": {n: {"test": [...], "mean", "std"}}}}}. `train_sizes` may also map a task's name to
+    its own sizes. Runs done before under `out_dir` with the same key (`run_key`) are read back,
+    not run again. The runs of every task share each phase, longest first, so that the pool's
+    workers finish together.
 
     One function over 60 lines on purpose: the three phases (the grid on dev, the chosen rate's
     further seeds, the label-efficiency points) share one process pool and one progress bar,
@@ -231,8 +235,10 @@ def compare(tasks: Iterable[ProtocolTask], starts: Mapping[str, str | os.PathLik
     out = Path(out_dir)
     curve_seeds = tuple(seeds[:1] if curve_seeds is None else curve_seeds)
     results: dict = {t.name: {s: {"grid": {}, "curve": {}} for s in starts} for t in tasks}
+    sizes = {t.name: tuple(train_sizes.get(t.name, ()) if isinstance(train_sizes, Mapping)
+                           else train_sizes) for t in tasks}
     for t in tasks:
-        for n in train_sizes:
+        for n in sizes[t.name]:
             train_subset(t, n, out / f"data_{t.name}_{n}")
 
     def run_of(t, start, lr, seed, n=None):
@@ -245,6 +251,7 @@ def compare(tasks: Iterable[ProtocolTask], starts: Mapping[str, str | os.PathLik
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool, \
             tqdm(desc="fine-tuning runs", unit=" run", disable=not progress) as bar:
         def execute(runs: list[Run]) -> list[tuple[float, float]]:
+            runs.sort(key=_steps, reverse=True)  # in place: the caller zips its own list
             keys = [run_key(r) for r in runs]
             done = [cached(r, k) for r, k in zip(runs, keys)]
             todo = [(r, k) for r, k, d in zip(runs, keys, done) if d is None]
@@ -270,7 +277,7 @@ def compare(tasks: Iterable[ProtocolTask], starts: Mapping[str, str | os.PathLik
                 entry = results[t.name][s]
                 entry["lr"] = max(entry["grid"], key=lambda lr: _key(entry["grid"][lr][0]))
                 later += [run_of(t, s, entry["lr"], seed) for seed in seeds[1:]]
-                later += [run_of(t, s, entry["lr"], seed, n) for n in train_sizes
+                later += [run_of(t, s, entry["lr"], seed, n) for n in sizes[t.name]
                           for seed in curve_seeds]
         for r, (_dev, test) in zip(later, execute(later)):
             entry = results[r.task.name][r.start]

@@ -33,6 +33,7 @@ class FinetuneSettings:
     weight_decay: float = 0.01
     grad_clip: float | None = 1.0  # max gradient norm (None: no clipping)
     eval_every: int = 0  # steps between dev evaluations; 0: after each epoch only
+    eval_each_epoch: bool = True  # also evaluate after every epoch (False: on eval_every only)
     main_metric: str | None = None  # dev score that picks the best model; task default if None
     label_map: str | None = None  # label_map.json; default data_dir/label_map.json if present
     num_layers: int | None = None  # keep only the first N encoder layers of the checkpoint

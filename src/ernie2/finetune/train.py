@@ -214,7 +214,7 @@ class FinetuneRun:
         s, spe, total = self.settings, self.steps.steps_per_epoch, self.total
         return Cadence(
             evaluate=self.evaluate,
-            evaluate_at=lambda step: (step % spe == 0 or step == total
+            evaluate_at=lambda step: ((s.eval_each_epoch and step % spe == 0) or step == total
                                       or bool(s.eval_every and step % s.eval_every == 0)),
             save=self.save_checkpoint,
             save_at=lambda step: bool(s.checkpoint_every and step % s.checkpoint_every == 0
