@@ -22,8 +22,8 @@ HELP = "fine-tune on classify, pair, regress, ner, mrc or rank data (presets for
 # flag -> FinetuneSettings field; every flag defaults to None so a preset's value stays unless
 # the flag is given.
 _SETTINGS = ("output_dir", "batch_size", "micro_batch_size", "learning_rate", "epochs",
-             "max_steps", "warmup_proportion", "weight_decay", "grad_clip", "eval_every", "eval_each_epoch",
-             "main_metric", "label_map", "num_layers", "hidden_dropout_prob",
+             "max_steps", "warmup_proportion", "weight_decay", "grad_clip", "eval_every",
+             "eval_each_epoch", "main_metric", "label_map", "num_layers", "hidden_dropout_prob",
              "attention_probs_dropout_prob", "task_id", "seed", "device", "precision",
              "eval_batch_size", "log_every", "tensorboard", "peak_tflops", "checkpoint_every",
              "keep_checkpoints")

@@ -251,19 +251,18 @@ def compare(tasks: Iterable[ProtocolTask], starts: Mapping[str, str | os.PathLik
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool, \
             tqdm(desc="fine-tuning runs", unit=" run", disable=not progress) as bar:
         def execute(runs: list[Run]) -> list[tuple[float, float]]:
-            runs.sort(key=_steps, reverse=True)  # in place: the caller zips its own list
+            """Each run's scores, in the order given; the runs not cached go to the pool
+            longest first."""
             keys = [run_key(r) for r in runs]
-            done = [cached(r, k) for r, k in zip(runs, keys)]
-            todo = [(r, k) for r, k, d in zip(runs, keys, done) if d is None]
+            outs = [cached(r, k) for r, k in zip(runs, keys)]
+            todo = sorted((i for i, d in enumerate(outs) if d is None),
+                          key=lambda i: _steps(runs[i]), reverse=True)
             bar.total = (bar.total or 0) + len(todo)
             bar.refresh()
-            futures = iter([pool.submit(_run, r, k) for r, k in todo])
-            outs = []
-            for d in done:
-                if d is None:
-                    d = next(futures).result()
-                    bar.update(1)
-                outs.append(d)
+            futures = [(i, pool.submit(_run, runs[i], keys[i])) for i in todo]
+            for i, future in futures:
+                outs[i] = future.result()
+                bar.update(1)
             return outs
 
         # 1. The learning-rate grid on dev, seed 1, whole train split.
