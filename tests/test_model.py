@@ -252,3 +252,82 @@ def test_sinusoidal_init_round_trips_and_loaded_weights_win(tmp_path):
     loaded = ErnieModel.from_pretrained(tmp_path / "m", position_init="sinusoidal")
     assert torch.equal(loaded.embeddings.position_embeddings.weight,
                        m.embeddings.position_embeddings.weight)
+
+
+def test_mimetic_attention_init_factors_the_asked_products():
+    from ernie2.model.modeling import ErnieSelfAttention, mimetic_attention_
+
+    h = 16
+    one = ErnieConfig(vocab_size=10, hidden_size=h, num_hidden_layers=1, num_attention_heads=1)
+    att = ErnieSelfAttention(one)
+    torch.manual_seed(3)
+    mimetic_attention_(att, 0.7, 0.4)
+    torch.manual_seed(3)  # the same two draws, made here by hand
+    z1, z2 = torch.randn(h, h) / h ** 0.5, torch.randn(h, h) / h ** 0.5
+    eye = torch.eye(h)
+    with torch.no_grad():
+        # score(x, y) = (W_q x) . (W_k y) = x^T W_q^T W_k y
+        torch.testing.assert_close(att.query.weight.T @ att.key.weight, 0.7 * (z1 + eye),
+                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(att.output.weight @ att.value.weight, 0.4 * (z2 - eye),
+                                   atol=1e-5, rtol=1e-5)
+    # Several heads: each head's product is the best rank-head_dim approximation of its target
+    # (Eckart-Young: the residual's norm is that of the dropped singular values).
+    four = dataclasses.replace(one, num_attention_heads=4)
+    att = ErnieSelfAttention(four)
+    value = att.value.weight.detach().clone()
+    torch.manual_seed(5)
+    mimetic_attention_(att, 0.7, 0.0)
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for i in range(4):
+            target = 0.7 * (torch.randn(h, h) / h ** 0.5 + eye)
+            rows = slice(4 * i, 4 * i + 4)
+            got = att.query.weight[rows].T @ att.key.weight[rows]
+            assert torch.linalg.matrix_rank(got) == 4
+            dropped = torch.linalg.svdvals(target)[4:]
+            assert abs(torch.linalg.norm(target - got) - torch.linalg.norm(dropped)) < 1e-4
+    # vo = 0 leaves the value path as it was
+    assert torch.equal(att.value.weight, value)
+
+
+def test_mimetic_init_makes_fresh_heads_attend_near_the_token():
+    # With the sin/cos position table, a fresh mimetic layer puts several times the uniform
+    # share of its attention on the token and its two neighbours each side; the normal init
+    # attends almost uniformly.
+    c = ErnieConfig(vocab_size=50, hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+                    max_position_embeddings=64, position_init="sinusoidal")
+    t = 40
+    near = (torch.arange(t)[:, None] - torch.arange(t)[None, :]).abs() <= 2
+    share = {}
+    for init in ("normal", "mimetic"):
+        torch.manual_seed(0)
+        m = ErnieModel(dataclasses.replace(c, attention_init=init)).eval()
+        ids = torch.randint(5, 50, (4, t))
+        att = m.layers[0].attention
+        with torch.no_grad():
+            x = m.embeddings(ids)
+            q = att.query(x).view(4, t, 2, 32).transpose(1, 2)
+            k = att.key(x).view(4, t, 2, 32).transpose(1, 2)
+            probs = (q @ k.transpose(-1, -2) / 32 ** 0.5).softmax(-1)
+        share[init] = probs[..., near].sum().item() / probs.sum().item()
+    uniform = near.float().mean().item()
+    assert share["normal"] < 1.2 * uniform
+    assert share["mimetic"] > 4 * uniform
+
+
+def test_attention_init_is_checked_and_round_trips(tmp_path):
+    c = ErnieConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                    attention_init="mimetic", mimetic_qk=0.5, mimetic_vo=0.0)
+    c.save(tmp_path / "config.json")
+    assert ErnieConfig.from_file(tmp_path / "config.json") == c
+    with pytest.raises(ValueError, match="attention_init 'identity' is not one of normal"):
+        dataclasses.replace(c, attention_init="identity")
+    with pytest.raises(ValueError, match="mimetic_qk must be >= 0"):
+        dataclasses.replace(c, mimetic_qk=-1.0)
+    torch.manual_seed(0)
+    m = ErnieModel(dataclasses.replace(c, attention_init="normal"))
+    (tmp_path / "vocab.txt").write_text("\n".join(f"t{i}" for i in range(10)) + "\n")
+    m.save_pretrained(tmp_path / "m", tmp_path / "vocab.txt")
+    loaded = ErnieModel.from_pretrained(tmp_path / "m", attention_init="mimetic")
+    assert torch.equal(loaded.layers[0].attention.query.weight, m.layers[0].attention.query.weight)

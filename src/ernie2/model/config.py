@@ -41,6 +41,7 @@ def size_fields(name: str) -> dict[str, Any]:
 
 
 POSITION_INITS = ("normal", "sinusoidal")
+ATTENTION_INITS = ("normal", "mimetic")
 
 
 @dataclass
@@ -63,6 +64,14 @@ class ErnieConfig:
     # to a standard deviation of position_init_std). Loaded weights replace it either way.
     position_init: str = "normal"
     position_init_std: float = 0.1
+    # How a fresh model's attention weights start: "normal" (N(0, initializer_range)) or
+    # "mimetic" (Trockman and Kolter 2023): each head's W_q^T W_k starts near
+    # mimetic_qk * (Z + I) and each layer's W_o W_v near mimetic_vo * (Z - I), Z random with
+    # variance 1/hidden_size, so that a young model's heads attend to the token itself and, through
+    # the position table, to its neighbours. mimetic_vo = 0 leaves the value path normal.
+    attention_init: str = "normal"
+    mimetic_qk: float = 0.7
+    mimetic_vo: float = 0.4
     # Paddle's LayerNorm default; converted ERNIE weights are wrong with the HF default 1e-12.
     layer_norm_eps: float = 1e-5
     pad_token_id: int = 0
@@ -101,6 +110,12 @@ class ErnieConfig:
                              f"{', '.join(POSITION_INITS)}")
         if not (math.isfinite(self.position_init_std) and self.position_init_std > 0):
             raise ValueError(f"position_init_std must be positive, got {self.position_init_std}")
+        if self.attention_init not in ATTENTION_INITS:
+            raise ValueError(f"attention_init {self.attention_init!r} is not one of "
+                             f"{', '.join(ATTENTION_INITS)}")
+        for name in ("mimetic_qk", "mimetic_vo"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not (math.isfinite(self.layer_norm_eps) and self.layer_norm_eps > 0):
             raise ValueError(f"layer_norm_eps must be positive, got {self.layer_norm_eps}")
         self.check_memory()

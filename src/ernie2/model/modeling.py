@@ -38,6 +38,32 @@ def sinusoidal_positions(n: int, width: int, std: float) -> torch.Tensor:
     return (table * (std / table.std())).float()
 
 
+def mimetic_attention_(attention: ErnieSelfAttention, qk: float, vo: float) -> None:
+    """Mimetic initialization (Trockman and Kolter 2023), in place, from torch's global RNG.
+
+    Head h's score matrix W_q[h]^T W_k[h] is set to the best rank-head_dim approximation of
+    qk * (Z + I), and the layer's value-output product W_o W_v to vo * (Z' - I), Z and Z' with
+    N(0, 1/hidden) entries, each factored by its SVD into two square-root halves. Trained
+    attention layers look like this (the identity part: heads that attend to the token itself
+    and, through position embeddings, to its neighbours); starting there, a small model learns
+    to read context in fewer steps (docs/pretraining.md#the-demo). Biases stay zero."""
+    h, d, n = attention.query.in_features, attention.head_dim, attention.num_heads
+    eye = torch.eye(h)
+    with torch.no_grad():
+        if qk > 0:
+            for i in range(n):
+                u, s, vh = torch.linalg.svd(qk * (torch.randn(h, h) / h ** 0.5 + eye))
+                root = s[:d].sqrt()
+                attention.query.weight[i * d:(i + 1) * d] = (u[:, :d] * root).T
+                attention.key.weight[i * d:(i + 1) * d] = vh[:d] * root[:, None]
+        if vo > 0:
+            u, s, vh = torch.linalg.svd(vo * (torch.randn(h, h) / h ** 0.5 - eye))
+            root = s.sqrt()
+            # value(x) = W_v x and output(c) = W_o c: W_o W_v = u diag(s) vh
+            attention.value.weight.copy_(vh * root[:, None])
+            attention.output.weight.copy_(u * root)
+
+
 class ErnieEmbeddings(nn.Module):
     def __init__(self, config: ErnieConfig):
         super().__init__()
@@ -150,6 +176,9 @@ class ErnieModel(nn.Module):
                 self.embeddings.position_embeddings.weight.copy_(sinusoidal_positions(
                     config.max_position_embeddings, config.hidden_size,
                     config.position_init_std))
+        if config.attention_init == "mimetic":
+            for layer in self.layers:
+                mimetic_attention_(layer.attention, config.mimetic_qk, config.mimetic_vo)
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
