@@ -19,7 +19,8 @@ from ernie2.training.data import units_of
 from ernie2.training.loop import NonFiniteLossError, Trainer, token_counts
 from ernie2.training.multitask import (MultiTaskModel, grow_task_embedding, remap_optimizer_state,
                                        step_fn)
-from ernie2.training.optim import WarmupLinear, make_optimizer, no_decay_names, warmup_linear
+from ernie2.training.optim import (WarmupLinear, base_lrs, make_optimizer, no_decay_names,
+                                  warmup_linear)
 from test_training_toytasks import spec, write_corpus
 
 
@@ -195,6 +196,32 @@ def test_no_weight_decay_on_biases_and_layer_norm(toy):
     assert decayed and not (decayed & skip)
     n_all = sum(1 for _ in model.parameters())
     assert sum(len(g["params"]) for g in opt.param_groups) == n_all
+
+
+def test_embedding_lr_scale_moves_only_the_token_tables_faster(toy):
+    tok, tasks, _ = toy
+    model = _model(tok, tasks)
+    lexical = {"encoder.embeddings.word_embeddings.weight", "heads.mlm.bias"}
+    if model.heads["mlm"].decoder is not None:
+        lexical.add("heads.mlm.decoder.weight")
+    plain = make_optimizer(model, 1e-3, 0.01)
+    assert len(plain.param_groups) == 2  # scale 1: the layout (and checkpoints) as before
+    opt = make_optimizer(model, 1e-3, 0.01, lexical_lr_scale=5.0)
+    scaled = {n for g in opt.param_groups if g["lr_scale"] == 5.0 for n in g["names"]}
+    assert scaled == lexical
+    assert sorted(base_lrs(opt, 1e-3)) == sorted(g["lr"] for g in opt.param_groups)
+    # the decay rules are kept: the word table is decayed, the output bias is not
+    decayed = {n for g in opt.param_groups if g["weight_decay"] > 0 for n in g["names"]}
+    assert "encoder.embeddings.word_embeddings.weight" in decayed
+    assert "heads.mlm.bias" not in decayed
+    # Adam's first step moves every coordinate by about its lr: 5x as far in the token tables
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    moved = {n: (p.detach() - before[n]).abs().max().item() for n, p in model.named_parameters()}
+    assert moved["heads.mlm.bias"] == pytest.approx(5e-3, rel=1e-3)
+    assert moved["encoder.layers.0.ffn_in.bias"] == pytest.approx(1e-3, rel=1e-3)
 
 
 def test_warmup_then_linear_decay():

@@ -113,6 +113,9 @@ class TrainSection:
     micro_batch_tokens: int | None = doc("padded-token budget per forward pass", None)
     lr: float = doc("peak learning rate", 1e-4)
     weight_decay: float = doc("AdamW weight decay (never on biases and LayerNorm)", 0.01)
+    embedding_lr_scale: float = doc(
+        "learning rate of the word embeddings and the masked-LM decoders (weight and output "
+        "bias), as a multiple of lr", 1.0)
     betas: list[float] = doc("AdamW betas", factory=lambda: [0.9, 0.999])
     eps: float = doc("AdamW epsilon", 1e-6)
     warmup_steps: int | None = doc("linear warm-up steps (per LR schedule span)", None)
@@ -547,6 +550,9 @@ def validate(cfg: PretrainConfig, text: str | None = None) -> None:
         raise r.fail(["train", "shuffle_buffer"], f"must be >= 0, got {tr.shuffle_buffer}")
     if tr.lr <= 0:
         raise r.fail(["train", "lr"], "must be positive")
+    if not (math.isfinite(tr.embedding_lr_scale) and tr.embedding_lr_scale > 0):
+        raise r.fail(["train", "embedding_lr_scale"], f"must be positive, got "
+                     f"{tr.embedding_lr_scale}")
     if tr.weight_decay < 0:
         raise r.fail(["train", "weight_decay"], f"must be >= 0, got {tr.weight_decay}")
     if tr.eps <= 0:

@@ -42,7 +42,7 @@ from ernie2.training.evaluation import (chance_level, evaluate, is_lm_like, main
 from ernie2.training.loop import LoopState, Trainer
 from ernie2.training.multitask import (MultiTaskModel, grow_task_embedding, remap_optimizer_state,
                                        step_fn)
-from ernie2.training.optim import WarmupLinear, make_optimizer, warmup_steps
+from ernie2.training.optim import WarmupLinear, base_lrs, make_optimizer, warmup_steps
 from ernie2.training.precision import (choose_cpu_precision, measure_peak_flops, resolve_device,
                                        resolve_precision)
 from ernie2.training.reporting import MetricLogger, format_record
@@ -357,7 +357,7 @@ class PretrainRun:
         else:
             total, start = self.plan.stages[s].steps, 0
         warm = warmup_steps(total, tr.warmup_steps, tr.warmup_ratio)
-        return WarmupLinear(opt, [lr] * len(opt.param_groups), warm, total, tr.min_lr_ratio,
+        return WarmupLinear(opt, base_lrs(opt, lr), warm, total, tr.min_lr_ratio,
                             step=start)
 
     def _evaluate(self, step: int, s: int) -> dict:
@@ -506,7 +506,7 @@ class PretrainRun:
                 self.logger.stage = s
                 lr = cfg.stages[s].lr or cfg.train.lr
                 opt = make_optimizer(self.model, lr, cfg.train.weight_decay, cfg.train.betas,
-                                     cfg.train.eps, self.device)
+                                     cfg.train.eps, self.device, cfg.train.embedding_lr_scale)
                 previous = trainer.optimizer.state_dict() if trainer else (
                     loaded.optimizer if loaded else None)
                 if previous is not None:
