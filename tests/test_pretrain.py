@@ -43,7 +43,9 @@ def _assert_same(a: dict, b: dict, exact: bool = True):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("full")
-    cfg = base_config(tmp, **{"model.overrides": {"hidden_dropout_prob": 0.1}})
+    # token tables at 3x lr: their own optimizer groups must resume exactly too
+    cfg = base_config(tmp, **{"model.overrides": {"hidden_dropout_prob": 0.1},
+                              "train.embedding_lr_scale": 3.0})
     return cfg, pretrain(cfg)
 
 

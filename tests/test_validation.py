@@ -20,6 +20,7 @@ from test_training_toytasks import base_config
     ("train.warmup_steps", -10, "train.warmup_steps: must be in [0, "),
     ("train.lr", float("nan"), "train.lr: must be a finite number"),
     ("train.eps", 0.0, "train.eps: must be positive"),
+    ("train.embedding_lr_scale", 0.0, "train.embedding_lr_scale: must be positive, got 0.0"),
     ("train.weight_decay", float("inf"), "train.weight_decay: must be a finite number"),
     ("train.max_bad_steps", 0, "train.max_bad_steps: must be at least 1"),
     ("stages.0.steps", 10 ** 20, "stages[0].steps: must be at most 1_000_000_000"),
