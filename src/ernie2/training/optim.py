@@ -43,10 +43,8 @@ def param_groups(module: nn.Module, weight_decay: float,
     "lr_scale" says their learning rate as a multiple of the others'."""
     skip = no_decay_names(module)
     lexical = lexical_names(module) if lexical_lr_scale != 1.0 else set()
-    groups: dict[tuple[bool, bool], tuple[list, list]] = {}
-    for key in ((True, False), (False, False)) + (((True, True), (False, True)) if lexical
-                                                  else ()):
-        groups[key] = ([], [])
+    # (decayed, lexical) -> (params, names); the lexical groups are dropped when empty
+    groups = {(decay, lex): ([], []) for lex in (False, True) for decay in (True, False)}
     for name, p in module.named_parameters():
         if p.requires_grad:
             params, names = groups[name not in skip, name in lexical]
