@@ -150,6 +150,8 @@ BAD_REQUESTS = [
     ("/encode", b"", 400, "empty request body"),
     ("/encode", b'{"texts": ["\xff\xfe bad"]}', 400, "not UTF-8"),
     ("/encode", b"[" * 1500 + b"]" * 1500, 400, "nested too deeply"),
+    # within the interpreter's recursion limit, and with brackets inside strings not counted
+    ("/encode", b'{"texts": [' + b"[" * 40 + b'"]]]"' + b"]" * 40 + b"]}", 400, "nested too deeply"),
     ("/encode", b'["a", "b"]', 422, "JSON object"),
     ("/encode", b'{"text": ["a"]}', 422, "unknown field"),
     ("/encode", b'{"texts": "abc"}', 422, "texts: expected a list"),

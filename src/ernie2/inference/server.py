@@ -22,6 +22,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -39,6 +40,23 @@ logger = logging.getLogger(__name__)
 
 _UNBOUNDED = 1 << 30  # a max_len that never truncates: to count a text's tokens
 API_KEY_ENV = "ERNIE2_API_KEY"
+# Deepest JSON nesting a request may have ({"texts": [...]} is 2). Checked before parsing, so
+# the answer does not depend on the interpreter's recursion limit (which other code may raise).
+MAX_JSON_DEPTH = 32
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _json_depth(text: str) -> int:
+    """The deepest bracket nesting of `text`, outside JSON strings."""
+    depth = deepest = 0
+    for m in _JSON_TOKENS.finditer(text):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+    return deepest
 
 
 class RequestError(Exception):
@@ -260,6 +278,8 @@ async def read_json(request, max_bytes: int, timeout: float | None = None) -> An
     except UnicodeDecodeError as exc:
         raise RequestError(400, f"request body is not UTF-8 (bad byte at offset {exc.start})") \
             from None
+    if _json_depth(text) > MAX_JSON_DEPTH:
+        raise RequestError(400, f"JSON nested too deeply (more than {MAX_JSON_DEPTH} levels)")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
