@@ -11,13 +11,24 @@ and the final model are.
     python examples/pretrain_demo.py --lang en
     python examples/pretrain_demo.py --quick           # a tiny version, for a smoke test
     python examples/pretrain_demo.py --resume          # continue an interrupted run
+    python examples/pretrain_demo.py --seeds 1,2,3     # one run per seed, then each task's
+                                                       # stage-end metric as mean ± std
+
+With `--seeds`, each seed pre-trains in OUT/pretrain_<lang>_s<seed> (a finished run is read back)
+and the script ends with one line per task: its held-out metric at the end of the stage that
+introduces it and at the last stage end, mean ± std over the seeds, its chance level, and the
+binomial standard error of a held-out accuracy on `eval.examples` examples (an upper bound for
+the token-level tasks, which score many tokens per example).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
+import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -84,6 +95,58 @@ def run(lang: str = "zh", out: str | Path = "demo_out", quick: bool = False,
     return result
 
 
+def stage_ends(csv_path: Path) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """From a forgetting.csv: each task's metric at the end of the stage that introduces it, at
+    the last stage end, and its chance level."""
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    tasks = [k for k in rows[0] if k not in ("stage", "name", "step")]
+    stages = [r for r in rows if r["stage"] != "chance"]
+    chance = next(r for r in rows if r["stage"] == "chance")
+    first = {t: float(next(r[t] for r in stages if r[t])) for t in tasks}
+    last = {t: float(stages[-1][t]) for t in tasks if stages[-1][t]}
+    return first, last, {t: float(chance[t]) for t in tasks}
+
+
+def seeds_table(runs: dict[int, Path], heldout_examples: int) -> list[dict]:
+    """One row per task over the seeds' forgetting.csv files (see the module docstring)."""
+    ends = {seed: stage_ends(d / "report" / "forgetting.csv") for seed, d in runs.items()}
+    rows = []
+    for task, chance in next(iter(ends.values()))[2].items():
+        at_stage = [e[0][task] for e in ends.values()]
+        at_last = [e[1][task] for e in ends.values()]
+        mean = statistics.fmean(at_stage)
+        se = math.sqrt(max(mean * (1 - mean), 1e-12) / heldout_examples)
+        rows.append({"task": task, "chance": chance, "stage_end": at_stage, "last": at_last,
+                     "mean": mean, "std": statistics.stdev(at_stage) if len(at_stage) > 1
+                     else float("nan"), "last_mean": statistics.fmean(at_last),
+                     "se": se, "above": min(at_stage) - chance > se})
+    return rows
+
+
+def run_seeds(lang: str, out: str | Path, seeds: list[int], progress: bool = True) -> list[dict]:
+    out = Path(out)
+    runs = {}
+    for seed in seeds:
+        run_dir = out / f"pretrain_{lang}_s{seed}"
+        if not (run_dir / "report" / "forgetting.csv").is_file() or not (run_dir / "final").is_dir():
+            run(lang, out, progress=progress,
+                overrides={"seed": seed, "output_dir": str(run_dir)})
+        runs[seed] = run_dir
+    examples = load_config(f"demo_{lang}").to_dict()["eval"]["examples"]
+    rows = seeds_table(runs, examples)
+    print(f"\nseeds {', '.join(map(str, seeds))}: each task's held-out metric at the end of its "
+          f"own stage and of the last stage (mean ± std), chance, and the standard error of an "
+          f"accuracy on {examples} held-out examples")
+    print(f"  {'task':22s} {'its stage end':>16s} {'last stage end':>15s} {'chance':>7s} "
+          f"{'SE':>6s}  every seed above chance by > SE")
+    for r in rows:
+        print(f"  {r['task']:22s} {r['mean']:8.3f} ± {r['std']:.3f} {r['last_mean']:15.3f} "
+              f"{r['chance']:7.3f} {r['se']:6.3f}  {'yes' if r['above'] else 'no'} "
+              f"({', '.join(f'{v:.3f}' for v in r['stage_end'])})")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lang", choices=["zh", "en"], default="zh")
@@ -91,9 +154,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="a tiny version (smoke test)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--seeds", help="comma-separated pre-training seeds, e.g. 1,2,3 (one run "
+                                   "each; then mean ± std per task)")
     args = p.parse_args(argv)
     from ernie2.utils import setup_logging
     setup_logging(logging.INFO)
+    if args.seeds:
+        if args.quick or args.resume:
+            p.error("--seeds runs the full demo per seed (finished runs are read back); "
+                    "it does not combine with --quick or --resume")
+        run_seeds(args.lang, args.out, [int(x) for x in args.seeds.split(",")], args.progress)
+        return 0
     run(args.lang, args.out, args.quick, args.resume, args.progress)
     return 0
 
