@@ -16,8 +16,9 @@ and the final model are.
 
 With `--seeds`, each seed pre-trains in OUT/pretrain_<lang>_s<seed> (a finished run is read back)
 and the script ends with one line per task: its held-out metric at the end of the stage that
-introduces it and at the last stage end, mean ± std over the seeds, its chance level, and the
-binomial standard error of a held-out accuracy on `eval.examples` examples (an upper bound for
+introduces it and at the last stage end, mean ± std over the seeds, its chance level (the
+held-out split follows the seed, and so does chance), the margin over it, and the binomial
+standard error of a held-out accuracy on `eval.examples` examples (an upper bound for
 the token-level tasks, which score many tokens per example).
 """
 
@@ -109,18 +110,23 @@ def stage_ends(csv_path: Path) -> tuple[dict[str, float], dict[str, float], dict
 
 
 def seeds_table(runs: dict[int, Path], heldout_examples: int) -> list[dict]:
-    """One row per task over the seeds' forgetting.csv files (see the module docstring)."""
+    """One row per task over the seeds' forgetting.csv files (see the module docstring). The
+    held-out split, and so the chance level, follows the seed: each seed's margin is taken
+    against its own chance."""
     ends = {seed: stage_ends(d / "report" / "forgetting.csv") for seed, d in runs.items()}
     rows = []
-    for task, chance in next(iter(ends.values()))[2].items():
+    for task in next(iter(ends.values()))[2]:
         at_stage = [e[0][task] for e in ends.values()]
         at_last = [e[1][task] for e in ends.values()]
+        chances = [e[2][task] for e in ends.values()]
+        margins = [v - c for v, c in zip(at_stage, chances)]
         mean = statistics.fmean(at_stage)
         se = math.sqrt(max(mean * (1 - mean), 1e-12) / heldout_examples)
-        rows.append({"task": task, "chance": chance, "stage_end": at_stage, "last": at_last,
-                     "mean": mean, "std": statistics.stdev(at_stage) if len(at_stage) > 1
-                     else float("nan"), "last_mean": statistics.fmean(at_last),
-                     "se": se, "above": min(at_stage) - chance > se})
+        rows.append({"task": task, "chance": statistics.fmean(chances), "stage_end": at_stage,
+                     "last": at_last, "margins": margins, "mean": mean,
+                     "std": statistics.stdev(at_stage) if len(at_stage) > 1 else float("nan"),
+                     "margin": statistics.fmean(margins), "last_mean": statistics.fmean(at_last),
+                     "se": se, "above": min(margins) > se})
     return rows
 
 
@@ -139,11 +145,12 @@ def run_seeds(lang: str, out: str | Path, seeds: list[int], progress: bool = Tru
           f"own stage and of the last stage (mean ± std), chance, and the standard error of an "
           f"accuracy on {examples} held-out examples")
     print(f"  {'task':22s} {'its stage end':>16s} {'last stage end':>15s} {'chance':>7s} "
-          f"{'SE':>6s}  every seed above chance by > SE")
+          f"{'margin':>7s} {'SE':>6s}  every seed above chance by > SE (its margins)")
     for r in rows:
         print(f"  {r['task']:22s} {r['mean']:8.3f} ± {r['std']:.3f} {r['last_mean']:15.3f} "
-              f"{r['chance']:7.3f} {r['se']:6.3f}  {'yes' if r['above'] else 'no'} "
-              f"({', '.join(f'{v:.3f}' for v in r['stage_end'])})")
+              f"{r['chance']:7.3f} {r['margin']:+7.3f} {r['se']:6.3f}  "
+              f"{'yes' if r['above'] else 'no'} "
+              f"({', '.join(f'{m:+.3f}' for m in r['margins'])})")
     return rows
 
 
