@@ -285,8 +285,6 @@ async def read_json(request, max_bytes: int, timeout: float | None = None) -> An
     except json.JSONDecodeError as exc:
         raise RequestError(400, f"malformed JSON at line {exc.lineno} column {exc.colno}: "
                                 f"{exc.msg}") from None
-    except RecursionError:
-        raise RequestError(400, "JSON nested too deeply") from None
 
 
 def _json_response(payload: Any, status: int = 200):
