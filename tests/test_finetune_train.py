@@ -249,3 +249,25 @@ def test_ddp_two_processes_equal_one_process(cls_setup, tmp_path):
         assert torch.allclose(a[k], b[k], atol=1e-5), k
     dev = json.loads((tmp_path / "ddp" / "metrics.json").read_text())["dev"]
     assert dev[-1]["dev_accuracy"] == one.history[-1]["dev_accuracy"]
+
+
+def test_layerwise_decay_slows_the_lower_layers_only(cls_setup, tmp_path):
+    """At decay 0.01 the embeddings learn at 1e-6 x lr and the top layer at 0.01 x lr: after the
+    same steps they have hardly moved from the pre-trained weights, where one rate for all
+    moves them; the head learns at the full rate either way."""
+    data, pre = cls_setup
+    start = load_file(str(pre / "model.safetensors"))
+    moved = {}
+    for decay in (1.0, 0.01):
+        r = finetune(settings(data, pre, tmp_path / f"d{decay}", "classify", max_steps=3,
+                              layerwise_decay=decay))
+        w = load_file(str(r.best_dir / "model.safetensors"))
+        moved[decay] = {k: (w[k] - start[k]).abs().max().item() for k in start if k in w}
+        moved[decay]["head"] = max(w[k].abs().max().item() for k in w if k not in start)
+    emb, top = ("ernie.embeddings.word_embeddings.weight",
+                "ernie.encoder.layer.1.intermediate.dense.weight")
+    assert moved[1.0][emb] > 1e-4 and moved[0.01][emb] < 1e-3 * moved[1.0][emb]
+    assert moved[0.01][top] < 0.05 * moved[1.0][top]
+    assert moved[0.01]["head"] > 0
+    with pytest.raises(ValueError, match="layerwise_decay: expected a number in"):
+        settings(data, pre, tmp_path / "bad", "classify", layerwise_decay=1.5)

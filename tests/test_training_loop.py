@@ -19,8 +19,8 @@ from ernie2.training.data import units_of
 from ernie2.training.loop import NonFiniteLossError, Trainer, token_counts
 from ernie2.training.multitask import (MultiTaskModel, grow_task_embedding, remap_optimizer_state,
                                        step_fn)
-from ernie2.training.optim import (WarmupLinear, base_lrs, make_optimizer, no_decay_names,
-                                  warmup_linear)
+from ernie2.training.optim import (WarmupLinear, base_lrs, layerwise_scales, make_optimizer,
+                                  no_decay_names, warmup_linear)
 from test_training_toytasks import spec, write_corpus
 
 
@@ -303,3 +303,35 @@ def test_compiled_step_matches_eager_on_cpu(toy):
     worst = max(float((p - q).abs().max()) for p, q in zip(eager.parameters(),
                                                            compiled.parameters()))
     assert worst < 1e-4
+
+
+def test_layerwise_decay_scales_each_layer_by_its_depth(toy):
+    """Hand-worked for 2 layers at decay 0.5: layer 1 x0.5, layer 0 x0.25, the embeddings
+    x0.125, the heads x1; Adam's first step moves every coordinate by about its group's lr."""
+    tok, tasks, _ = toy
+    model = _model(tok, tasks)
+    assert model.encoder.config.num_hidden_layers == 2
+    scale = layerwise_scales(2, 0.5)
+    assert scale("encoder.layers.1.ffn_in.weight") == 0.5
+    assert scale("encoder.layers.0.attention.query.bias") == 0.25
+    assert scale("encoder.embeddings.word_embeddings.weight") == 0.125
+    assert scale("encoder.pooler.dense.weight") == 1.0 and scale("heads.mlm.bias") == 1.0
+    with pytest.raises(ValueError, match="layer-wise decay"):
+        layerwise_scales(2, 0.0)
+    opt = make_optimizer(model, 1e-3, 0.01, lr_scale_of=scale)
+    # one group per (decayed or not, scale), the two at scale 1 first; every parameter once
+    keys = [(g["weight_decay"] > 0, g["lr_scale"]) for g in opt.param_groups]
+    assert keys[:2] == [(True, 1.0), (False, 1.0)] and len(set(keys)) == len(keys)
+    assert sorted(n for g in opt.param_groups for n in g["names"]) == sorted(
+        n for n, _ in model.named_parameters())
+    assert "encoder.layers.0.ffn_in.bias" in no_decay_names(model)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    moved = {n: (p.detach() - before[n]).abs().max().item() for n, p in model.named_parameters()}
+    for name, expected in (("encoder.layers.1.ffn_in.weight", 5e-4),
+                           ("encoder.layers.0.ffn_in.bias", 2.5e-4),
+                           ("encoder.embeddings.position_embeddings.weight", 1.25e-4),
+                           ("heads.mlm.bias", 1e-3)):
+        assert moved[name] == pytest.approx(expected, rel=1e-2), name

@@ -22,11 +22,11 @@ HELP = "fine-tune on classify, pair, regress, ner, mrc or rank data (presets for
 # flag -> FinetuneSettings field; every flag defaults to None so a preset's value stays unless
 # the flag is given.
 _SETTINGS = ("output_dir", "batch_size", "micro_batch_size", "learning_rate", "epochs",
-             "max_steps", "warmup_proportion", "weight_decay", "grad_clip", "eval_every",
-             "eval_each_epoch", "main_metric", "label_map", "num_layers", "hidden_dropout_prob",
-             "attention_probs_dropout_prob", "task_id", "seed", "device", "precision",
-             "eval_batch_size", "log_every", "tensorboard", "peak_tflops", "checkpoint_every",
-             "keep_checkpoints")
+             "max_steps", "warmup_proportion", "weight_decay", "layerwise_decay", "grad_clip",
+             "eval_every", "eval_each_epoch", "main_metric", "label_map", "num_layers",
+             "hidden_dropout_prob", "attention_probs_dropout_prob", "task_id", "seed", "device",
+             "precision", "eval_batch_size", "log_every", "tensorboard", "peak_tflops",
+             "checkpoint_every", "keep_checkpoints")
 _OPTIONS = ("max_len", "for_cn", "dropout", "crf", "scheme", "stride", "max_query_len",
             "n_best", "max_answer_len", "positive_label", "pooling")
 
@@ -71,6 +71,9 @@ def add_arguments(p):
     g.add_argument("--max_steps", type=int, help="optimizer steps (overrides --epochs)")
     g.add_argument("--warmup_proportion", type=float)
     g.add_argument("--weight_decay", "--wd", dest="weight_decay", type=float)
+    g.add_argument("--layerwise_decay", type=float,
+                   help="layer-wise learning-rate decay in (0, 1]: layer i of L learns at "
+                        "decay^(L-i) x lr, the embeddings at decay^(L+1) (default 1: one rate)")
     g.add_argument("--grad_clip", type=float, help="max gradient norm (default 1.0)")
     g.add_argument("--eval_every", "--validation_steps", dest="eval_every", type=int,
                    help="also evaluate on dev every N steps (and after each epoch unless "

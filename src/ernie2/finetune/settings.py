@@ -31,6 +31,10 @@ class FinetuneSettings:
     max_steps: int | None = None  # stop early (overrides epochs when set)
     warmup_proportion: float = 0.1
     weight_decay: float = 0.01
+    # Layer-wise learning-rate decay: encoder layer i of L learns at layerwise_decay ** (L - i)
+    # times the rate, the embeddings at layerwise_decay ** (L + 1), the head at the full rate
+    # (1.0: one rate for all, the default; ERNIE's recipes use 0.8 or so at base size).
+    layerwise_decay: float = 1.0
     grad_clip: float | None = 1.0  # max gradient norm (None: no clipping)
     eval_every: int = 0  # steps between dev evaluations; 0: after each epoch only
     eval_each_epoch: bool = True  # also evaluate after every epoch (False: on eval_every only)
@@ -70,6 +74,7 @@ class FinetuneSettings:
             need(name, lambda v: v > 0, "a positive number")
         need("warmup_proportion", lambda v: 0 <= v <= 1, "a fraction in [0, 1]")
         need("weight_decay", lambda v: v >= 0, "0 or more")
+        need("layerwise_decay", lambda v: 0 < v <= 1, "a number in (0, 1]")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             need(name, lambda v: 0 <= v < 1, "a probability in [0, 1)")
 

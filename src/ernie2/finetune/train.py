@@ -20,7 +20,8 @@ from ernie2.training import distributed as dist_util
 from ernie2.training import resume
 from ernie2.training.fit import Cadence, fit
 from ernie2.training.loop import LoopState, Trainer
-from ernie2.training.optim import WarmupLinear, make_optimizer, warmup_steps
+from ernie2.training.optim import (WarmupLinear, base_lrs, layerwise_scales, make_optimizer,
+                                   warmup_steps)
 from ernie2.training.precision import measure_peak_flops
 from ernie2.training.reporting import MetricLogger
 from ernie2.training.snapshots import CheckpointManager, Loaded
@@ -169,10 +170,11 @@ class FinetuneRun:
         peak = s.peak_tflops * 1e12 if s.peak_tflops else None
         if peak is None and self.rank == 0:
             peak = measure_peak_flops(self.precision, str(self.device))
+        scales = (None if s.layerwise_decay == 1.0 else
+                  layerwise_scales(self.model.encoder.config.num_hidden_layers, s.layerwise_decay))
         self.optimizer = make_optimizer(self.model, s.learning_rate, s.weight_decay,
-                                        device=self.device)
-        self.scheduler = WarmupLinear(self.optimizer,
-                                      [s.learning_rate] * len(self.optimizer.param_groups),
+                                        device=self.device, lr_scale_of=scales)
+        self.scheduler = WarmupLinear(self.optimizer, base_lrs(self.optimizer, s.learning_rate),
                                       warmup_steps(self.total, None, s.warmup_proportion),
                                       self.total)
         self.logger = MetricLogger(self.out, s.log_every, tensorboard=s.tensorboard,

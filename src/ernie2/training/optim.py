@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -36,35 +37,61 @@ def lexical_names(module: nn.Module) -> set[str]:
     return out
 
 
-def param_groups(module: nn.Module, weight_decay: float,
-                 lexical_lr_scale: float = 1.0) -> list[dict]:
+def param_groups(module: nn.Module, weight_decay: float, lexical_lr_scale: float = 1.0,
+                 lr_scale_of: Callable[[str], float] | None = None) -> list[dict]:
     """Groups decayed and not, each with the parameter names (for state carried by name). With
     `lexical_lr_scale` != 1 the token tables (`lexical_names`) get two groups of their own whose
-    "lr_scale" says their learning rate as a multiple of the others'."""
+    "lr_scale" says their learning rate as a multiple of the others'. `lr_scale_of` maps any
+    other parameter's name to its scale (e.g. `layerwise_scales`); parameters of one scale share
+    a group. The groups at scale 1 come first, then the others in the order their first
+    parameter is met."""
     skip = no_decay_names(module)
     lexical = lexical_names(module) if lexical_lr_scale != 1.0 else set()
-    # (decayed, lexical) -> (params, names); the lexical groups are dropped when empty
-    groups = {(decay, lex): ([], []) for lex in (False, True) for decay in (True, False)}
+    # (decayed, scale) -> (params, names); the groups at scale 1 are kept when empty
+    groups: dict[tuple[bool, float], tuple[list, list]] = {(True, 1.0): ([], []),
+                                                           (False, 1.0): ([], [])}
     for name, p in module.named_parameters():
         if p.requires_grad:
-            params, names = groups[name not in skip, name in lexical]
+            scale = (lexical_lr_scale if name in lexical
+                     else lr_scale_of(name) if lr_scale_of is not None else 1.0)
+            params, names = groups.setdefault((name not in skip, float(scale)), ([], []))
             params.append(p)
             names.append(name)
     return [{"params": params, "names": names, "weight_decay": weight_decay if decay else 0.0,
-             "lr_scale": lexical_lr_scale if lex else 1.0}
-            for (decay, lex), (params, names) in groups.items() if params or not lex]
+             "lr_scale": scale} for (decay, scale), (params, names) in groups.items()]
+
+
+def layerwise_scales(num_layers: int, decay: float) -> Callable[[str], float]:
+    """Layer-wise learning-rate decay (as in ERNIE's and ELECTRA's fine-tuning recipes): a
+    parameter of encoder layer i learns at decay ** (num_layers - i) times the rate, the
+    embeddings at decay ** (num_layers + 1), and everything above the layers (the pooler, a
+    task head) at the full rate. Names are read as `...embeddings.` and `...layers.<i>.`."""
+    if not 0 < decay <= 1:
+        raise ValueError(f"layer-wise decay: expected a number in (0, 1], got {decay!r}")
+
+    def scale(name: str) -> float:
+        parts = name.split(".")
+        if "embeddings" in parts:
+            return decay ** (num_layers + 1)
+        for i, part in enumerate(parts[:-1]):
+            if part == "layers" and parts[i + 1].isdigit():
+                return decay ** (num_layers - int(parts[i + 1]))
+        return 1.0
+
+    return scale
 
 
 def make_optimizer(module: nn.Module, lr: float, weight_decay: float = 0.01,
                    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                    device: torch.device | str = "cpu",
-                   lexical_lr_scale: float = 1.0) -> torch.optim.AdamW:
+                   lexical_lr_scale: float = 1.0,
+                   lr_scale_of: Callable[[str], float] | None = None) -> torch.optim.AdamW:
     """AdamW over `param_groups`; each group's "lr" is lr x its "lr_scale" (`base_lrs` reads
     them back for the schedule)."""
     del device  # the parameters' device decides
     # Fused AdamW: one kernel over all parameters (CUDA, and CPU since torch 2.4, where it
     # measured about 2x faster than foreach for a base-size model); foreach where unsupported.
-    groups = param_groups(module, weight_decay, lexical_lr_scale)
+    groups = param_groups(module, weight_decay, lexical_lr_scale, lr_scale_of)
     for g in groups:
         g["lr"] = lr * g["lr_scale"]
     try:
