@@ -97,3 +97,18 @@ def test_pretrain_max_steps_leaves_a_model(tmp_path, capsys):
     assert (Path(cfg["output_dir"]) / "checkpoints" / "step-00000003").is_dir()
     assert main(["pretrain", str(config), "--resume", "--no_progress"]) == 0
     assert "final model:" in capsys.readouterr().out
+
+
+def test_pretrain_steps_scale_lengthens_every_stage(tmp_path, capsys):
+    cfg = base_config(tmp_path, **{"checkpoint.every": 0, "eval.examples": 8})
+    mlm = {"task": spec("ToyMLM"), "name": "mlm"}
+    cfg["stages"] = [{"name": "words", "steps": 4, "tasks": [mlm]},
+                     {"name": "more", "steps": 6, "tasks": [{**mlm, "name": "mlm2"}]}]
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    assert main(["pretrain", str(config), "--steps_scale", "2.5", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "25 steps" in out  # 10 + 15
+    assert "stage 1 words: 10 steps" in out and "stage 2 more: 15 steps" in out
+    assert main(["pretrain", str(config), "--steps_scale", "0", "--check"]) == 1
+    assert "--steps_scale: expected a positive number" in capsys.readouterr().err

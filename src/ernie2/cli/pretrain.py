@@ -20,6 +20,10 @@ def add_arguments(p):
     p.add_argument("--data_dir", help="override data_dir")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any key, e.g. --set train.lr=1e-4 --set train.precision=fp32")
+    p.add_argument("--steps_scale", type=float, metavar="X",
+                   help="the same plan X times as long: every stage's steps x X (rounded), so "
+                        "each stage and task keeps its share (e.g. 3 for the demo's longer "
+                        "plan, docs/pretraining.md)")
     p.add_argument("--max_steps", type=int,
                    help="stop after this many optimizer steps, saving a checkpoint (--resume "
                         "continues) and the model so far in output_dir/stopped")
@@ -46,6 +50,12 @@ def run(args):
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
     cfg = load_config(args.config, overrides)
+    if args.steps_scale is not None:
+        if not args.steps_scale > 0:
+            raise ValueError(f"--steps_scale: expected a positive number, got {args.steps_scale}")
+        for i, stage in enumerate(cfg.stages):
+            overrides[f"stages.{i}.steps"] = max(1, round(stage.steps * args.steps_scale))
+        cfg = load_config(args.config, overrides)
     if args.check:
         from ernie2.training.pretraining import check
         print("\n".join(check(cfg)))
@@ -71,8 +81,9 @@ def run(args):
               f"{result.output_dir / 'checkpoints'} (resume with --resume)")
     if result.interrupted:
         again = " ".join(["ernie2 pretrain", args.config, *(f"--set {o}" for o in args.overrides),
-                          *(f"--{k} {getattr(args, k)}" for k in ("output_dir", "data_dir")
-                            if getattr(args, k)), "--resume"])
+                          *(f"--{k} {getattr(args, k)}" for k in ("output_dir", "data_dir",
+                                                                   "steps_scale")
+                            if getattr(args, k) is not None), "--resume"])
         print(f"interrupted at step {result.steps}; a checkpoint is saved. Resume with: {again}")
         return 130
     return 0
