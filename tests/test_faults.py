@@ -140,6 +140,37 @@ def test_resume_with_changed_settings_is_refused_unless_allowed(full, tmp_path):
     assert meta["changes"] == [{"step": 2, "changed": {"train.lr": [1e-3, 2e-3]}}]
 
 
+def test_resume_with_a_changed_lr_scale_carries_the_optimizer_state_by_name(full, tmp_path):
+    """train.embedding_lr_scale splits the optimizer's groups: a resume allowed to change it
+    carries every parameter's moments into the new groups by name (the recipe maps the state
+    itself), and the token tables' groups then have the new scale."""
+    cfg, _ = full
+    cfg = {**cfg, "output_dir": str(tmp_path / "run")}
+    pretrain(cfg, max_steps=3)
+    newest = Path(cfg["output_dir"]) / "checkpoints" / "step-00000002"
+    saved = CheckpointManager(newest.parent).load(newest).optimizer
+    assert len(saved["param_groups"]) == 2
+    scaled = {**cfg, "train": {**cfg["train"], "embedding_lr_scale": 3.0}}
+    with pytest.raises(ConfigError, match="train.embedding_lr_scale"):
+        pretrain(scaled, resume=True)
+    result = pretrain(scaled, resume=True, allow_change=["train.embedding_lr_scale"])
+    assert result.completed
+    last = CheckpointManager.read_meta(result.output_dir / "checkpoints" / "step-00000008")
+    assert last["changes"] == [{"step": 2, "changed": {"train.embedding_lr_scale": [1.0, 3.0]}}]
+    resumed = CheckpointManager(newest.parent).load(newest.parent / "step-00000004").optimizer
+    scales: dict[float, set[str]] = {}
+    for g in resumed["param_groups"]:
+        scales.setdefault(g["lr_scale"], set()).update(g["names"])
+    assert set(scales) == {1.0, 3.0}
+    assert {"encoder.embeddings.word_embeddings.weight", "heads.mlm.bias"} <= scales[3.0]
+    n_params = sum(len(g["params"]) for g in resumed["param_groups"])
+    assert n_params == sum(len(g["params"]) for g in saved["param_groups"])
+    # every parameter that had moments at step 2 has them at step 4, counted from the start
+    # (4 Adam steps, not the 2 since the resume: the moments were carried, not restarted)
+    assert len(resumed["state"]) == len(saved["state"]) > 0
+    assert {float(st["step"]) for st in resumed["state"].values()} == {4.0}
+
+
 @pytest.mark.parametrize("damage", ["truncate model", "break trainer.json", "drop rank file"])
 def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(full, tmp_path, damage, caplog):
     cfg, final = full
