@@ -383,3 +383,15 @@ def test_a_stream_survives_empty_passes_after_it_built_examples(tmp_path):
     never = iter(stream_examples(FirstPassOnly(never=True), path))
     with pytest.raises(ValueError, match=f"no example in 1 whole pass.*{path.name}"):
         next(never)
+
+
+def test_accuracy_counts_the_first_maximum_as_the_prediction():
+    """Hand-worked: row 0 ties everywhere (prediction: class 0), row 1 ties classes 1 and 3
+    (prediction: 1), row 2 has one maximum at 2; labels 0, 3, 2 -> 2 of 3 correct."""
+    from ernie2.tasks.heads import _scored
+
+    logits = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 5.0, 0.0, 5.0], [0.0, 1.0, 9.0, 2.0]])
+    labels = torch.tensor([0, 3, 2])
+    _, stats = _scored(logits, labels, logits)
+    assert float(stats["correct"]) == 2.0 and stats["count"] == 3.0
+    assert float(stats["correct"]) == float((logits.argmax(-1) == labels).sum())
