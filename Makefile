@@ -23,8 +23,8 @@ setup: $(STAMP)
 # little from a second thread, so the pre-training takes one core and random initialization's
 # fine-tuning runs (which do not need the pre-trained model) the other; the full report then
 # reuses them and runs only the pre-trained model's, on both cores. `make demo
-# DEMO_STEPS_SCALE=3` pre-trains the same plan three times as long (about 17.5 minutes of
-# pre-training on a fast machine, outside the 20-minute budget; NER +0.13 F1 over random
+# DEMO_STEPS_SCALE=3` pre-trains the same plan three times as long (18.5 minutes in all on a fast
+# 2-core machine, about twice that on a slow one; NER +0.13 to +0.15 F1 over random
 # initialization against +0.09, docs/pretraining.md#the-longer-plan-three-times-the-steps).
 DEMO_STEPS_SCALE ?= 1
 demo: setup
