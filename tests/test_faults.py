@@ -280,6 +280,19 @@ def _run_config(cfg: dict, tmp_path: Path, **changes) -> tuple[dict, Path]:
     return cfg, cfg_file
 
 
+def test_a_finished_run_left_with_a_stale_lock_resumes_to_the_same_model(full, tmp_path):
+    """What a kill between writing `final` and releasing the lock leaves: the next resume
+    takes the lock over, writes the same model and releases it."""
+    cfg, final = full
+    cfg = {**cfg, "output_dir": str(tmp_path / "run")}
+    assert pretrain(cfg).completed
+    lock = Path(cfg["output_dir"]) / ".lock"
+    lock.write_text("999999 some-host\n", encoding="utf-8")  # no process holds its flock
+    assert pretrain(cfg, resume=True).completed
+    assert same(weights(cfg["output_dir"]), final)
+    assert not lock.exists()
+
+
 def test_kill_9_at_random_moments_resumes_bit_identical(full, tmp_path):
     """Four kills at random moments (a save every step, so some land mid-save), each run after
     the first resuming the one before; the last resume finishes the run."""
@@ -302,7 +315,9 @@ def test_kill_9_at_random_moments_resumes_bit_identical(full, tmp_path):
         if (Path(cfg["output_dir"]) / "final").exists():
             break
         assert lock.read_text().split()[0] == str(pid)  # stale: the next run takes it over
-    if not (Path(cfg["output_dir"]) / "final").exists():
+    # A kill after `final` was written but before the lock was released leaves a stale lock:
+    # the next run takes it over (and, the run being finished, writes the same model again).
+    if not (Path(cfg["output_dir"]) / "final").exists() or lock.exists():
         assert pretrain(cfg, resume=True).completed
     assert same(weights(cfg["output_dir"]), final)
     assert not lock.exists()
