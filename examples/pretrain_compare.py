@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from ernie2.training import pretrain
-from ernie2.training.config import load_config
+from ernie2.training.config import load_config, scaled_steps
 
 SCHEDULES = ("continual", "sequential", "joint", "km_only")
 KM = "knowledge_masking"
@@ -42,7 +42,7 @@ def schedule_config(config: str, schedule: str, out: Path, scale: float, overrid
     base = load_config(config, overrides).to_dict()
     stages = base["stages"]
     for st in stages:
-        st["steps"] = max(1, round(st["steps"] * scale))
+        st["steps"] = scaled_steps(st["steps"], scale)
     changes = dict(overrides)
     changes["output_dir"] = str(out / schedule)
     if schedule == "km_only":

@@ -36,7 +36,8 @@ def add_arguments(p):
 
 
 def run(args):
-    from ernie2.training.config import load_config, parse_override, shipped_configs
+    from ernie2.training.config import (load_config, parse_override, scaled_steps,
+                                        shipped_configs)
 
     if args.list_configs:
         for path in shipped_configs():
@@ -54,7 +55,7 @@ def run(args):
         if not args.steps_scale > 0:
             raise ValueError(f"--steps_scale: expected a positive number, got {args.steps_scale}")
         for i, stage in enumerate(cfg.stages):
-            overrides[f"stages.{i}.steps"] = max(1, round(stage.steps * args.steps_scale))
+            overrides[f"stages.{i}.steps"] = scaled_steps(stage.steps, args.steps_scale)
         cfg = load_config(args.config, overrides)
     if args.check:
         from ernie2.training.pretraining import check

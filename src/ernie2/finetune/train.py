@@ -170,8 +170,8 @@ class FinetuneRun:
         peak = s.peak_tflops * 1e12 if s.peak_tflops else None
         if peak is None and self.rank == 0:
             peak = measure_peak_flops(self.precision, str(self.device))
-        scales = (None if s.layerwise_decay == 1.0 else
-                  layerwise_scales(self.model.encoder.config.num_hidden_layers, s.layerwise_decay))
+        # At decay 1 every scale is 1: the two groups of one rate, as without it.
+        scales = layerwise_scales(self.model.encoder.config.num_hidden_layers, s.layerwise_decay)
         self.optimizer = make_optimizer(self.model, s.learning_rate, s.weight_decay,
                                         device=self.device, lr_scale_of=scales)
         self.scheduler = WarmupLinear(self.optimizer, base_lrs(self.optimizer, s.learning_rate),

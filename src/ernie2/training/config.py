@@ -411,6 +411,14 @@ def _apply_overrides(raw: dict, overrides: dict[str, Any], name: str) -> dict:
     return raw
 
 
+def scaled_steps(steps: int, scale: float) -> int:
+    """A stage's steps when the same plan runs `scale` times as long: rounded, at least 1
+    (`ernie2 pretrain --steps_scale`, the comparison's `--scale`)."""
+    if not scale > 0:
+        raise ValueError(f"steps scale: expected a positive number, got {scale}")
+    return max(1, round(steps * scale))
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """`key=value` from the command line; the value is read as TOML (numbers, booleans,
     strings, arrays), falling back to a plain string."""
