@@ -7,7 +7,7 @@ import pytest
 from ernie2.corpus import AnnotationOptions, Annotator, Lexicon, make_sentences
 from ernie2.corpus.annotate import capitalized_names, jieba_spans, match_lexicon
 from ernie2.corpus.document import Document, Sentence, Span
-from ernie2.corpus.text import detect_lang, split_sentences
+from ernie2.corpus.text import detect_lang, split_clauses, split_sentences
 
 
 def pieces(text, lang):
@@ -25,6 +25,25 @@ def test_english_sentences_keep_abbreviations_initials_and_numbers():
 def test_chinese_sentences_end_at_marks_and_keep_closing_quotes():
     text = "我爱北京。你呢？“好的！”还有……最后一句"
     assert pieces(text, "zh") == ["我爱北京。", "你呢？", "“好的！”", "还有……", "最后一句"]
+
+
+def clauses(text, lang="zh"):
+    return [text[s:e] for s, e in split_clauses(text, lang)]
+
+
+def test_clauses_cut_after_clause_marks_and_merge_lone_words():
+    assert clauses("质量不错，但是价格太贵。") == ["质量不错，", "但是价格太贵。"]
+    # "好，" alone is one character: it joins the next clause; a short last piece joins the one
+    # before it.
+    assert clauses("好，很好，非常好！") == ["好，很好，", "非常好！"]
+    assert clauses("屏幕很大；电池一般：好") == ["屏幕很大；", "电池一般：好"]
+    assert clauses("物流快,包装好, 客服 耐心") == ["物流快,", "包装好,", "客服 耐心"]
+    assert clauses("“不错，”他说") == ["“不错，”", "他说"]  # the closing quote stays with its mark
+    assert clauses("没有标点的一句") == ["没有标点的一句"]
+    assert clauses("好") == ["好"]
+    # English: semicolons and colons cut, commas do not.
+    assert clauses("It was cheap, and fast; it broke: twice.", "en") == [
+        "It was cheap, and fast;", "it broke:", "twice."]
 
 
 def test_sentences_from_words_carry_words_and_rebased_spans():

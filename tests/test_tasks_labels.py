@@ -267,6 +267,44 @@ def test_discourse_pairs_mined_marker_removed():
     assert task.stats["skipped_no_marker"] == 1
 
 
+def test_sentence_tasks_on_clauses_of_a_one_sentence_review():
+    """`units = "clauses"`: a review of one long sentence gives the sentence-level tasks its
+    clauses (here a contrast pair, and three units to reorder and to measure distances on)."""
+    tok = make_tokenizer(list("质量不错但是价格太贵物流也很慢"))
+    review = "质量不错，但是价格太贵，物流也很慢。"
+    doc = doc_of(review, lang="zh", source="r1")
+    dr = create_task("discourse_relation", tokenizer=tok, max_len=32)
+    assert dr.build(doc, random.Random(0)) is None and dr.stats["skipped_one_sentence"] == 1
+    dr = create_task("discourse_relation", tokenizer=tok, max_len=32, units="clauses")
+    ex = dr.build(doc, random.Random(0))
+    a, b = (tok.convert_ids_to_tokens(s) for s in split_segments(ex.input_ids, tok))
+    assert dr.relations[ex.labels] == "contrast"
+    assert (a, b) == (list("质量不错，"), list("价格太贵，"))
+    assert doc.sentences[0].text == review  # the document itself is unchanged
+
+    sd = create_task("sentence_distance", tokenizer=tok, max_len=32, units="clauses")
+    other = doc_of("物流很慢。", lang="zh", source="r2")
+    got = Counter()
+    for seed in range(60):
+        ex = sd.build([doc, other][seed % 5 == 0], random.Random(seed))
+        if ex is not None and seed % 5:
+            a, b = ("".join(tok.convert_ids_to_tokens(s)) for s in split_segments(ex.input_ids, tok))
+            got[ex.labels] += 1
+            if ex.labels == 0:
+                assert (a, b) in {("质量不错，", "但是价格太贵，"), ("但是价格太贵，", "物流也很慢。")}
+            elif ex.labels == 1:
+                assert {a, b} == {"质量不错，", "物流也很慢。"}
+            else:
+                assert b == "物流很慢。"
+    assert set(got) == {0, 1, 2}
+
+    sr = create_task("sentence_reordering", tokenizer=tok, max_len=32, units="clauses")
+    labels = {sr.build(doc, random.Random(s)).labels for s in range(200)}
+    assert labels == set(range(9))  # three clauses allow every permutation of up to three
+    with pytest.raises(ValueError, match="units must be one of sentences, clauses"):
+        create_task("sentence_distance", tokenizer=tok, units="words")
+
+
 def test_discourse_from_labeled_tsv(tmp_path):
     tok = make_tokenizer(["a", "b", "c"])
     f = tmp_path / "pairs.tsv"

@@ -84,6 +84,55 @@ def split_sentences(text: str, lang: str) -> list[tuple[int, int]]:
     return out
 
 
+# Clause marks by language: a clause ends after one (with any closing quotes). Chinese text,
+# informal text above all, runs many clauses between two full stops; the English comma is left
+# alone (it separates list items as often as clauses).
+_CLAUSE_MARKS = {"zh": "，；：,;:", "en": ";:"}
+
+
+def split_clauses(text: str, lang: str, min_chars: int = 2) -> list[tuple[int, int]]:
+    """Character ranges [start, end) of the clauses of a sentence, each keeping its mark
+    (，；： and , ; : for Chinese, ; : for English), white space trimmed. A piece with fewer
+    than `min_chars` characters besides marks and white space joins the next one (the last
+    joins the one before), so no clause is a lone word like "好，". A text without marks is one
+    clause."""
+    marks = _CLAUSE_MARKS.get(lang, _CLAUSE_MARKS["en"])
+    pieces, start = [], 0
+    for m in re.finditer(f"[{re.escape(marks)}]+[{re.escape(''.join(CLOSERS))}]*", text):
+        if m.end() < len(text):
+            pieces.append((start, m.end()))
+            start = m.end()
+    pieces.append((start, len(text)))
+
+    def weight(a: int, b: int) -> int:
+        return sum(1 for c in text[a:b] if not c.isspace() and c not in marks
+                   and c not in CLOSERS)
+
+    merged: list[list[int]] = []
+    pending = None
+    for a, b in pieces:
+        a = pending if pending is not None else a
+        if weight(a, b) < min_chars:
+            pending = a
+            continue
+        merged.append([a, b])
+        pending = None
+    if pending is not None:
+        if merged:
+            merged[-1][1] = len(text)
+        else:
+            merged.append([pending, len(text)])
+    out = []
+    for a, b in merged:
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if b > a:
+            out.append((a, b))
+    return out
+
+
 def _word_is_terminal(word: str) -> bool:
     return bool(word) and all(c in ZH_TERMINALS or c in ".!?" for c in word)
 

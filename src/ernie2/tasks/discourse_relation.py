@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ernie2.corpus.annotate import resource_path
 from ernie2.corpus.document import Document
-from ernie2.tasks.documents import read_labeled_pairs
+from ernie2.tasks.documents import Units, read_labeled_pairs
 from ernie2.tasks.tokens import encode_text, tokenize_sentences
 from ernie2.tasks.protocol import Example, SequenceTask
 from ernie2.tasks.registry import register
@@ -84,6 +84,8 @@ class DiscourseRelation(SequenceTask):
     markers: a marker table (TSV lang/relation/marker), default the shipped one.
     data: a labeled TSV (header with text_a, text_b, label; label a relation name or id)
         used instead of mining: each build draws one of its rows.
+    units: "sentences", or "clauses" to mine pairs of consecutive clauses (a marker opening the
+        second clause of 质量不错，但是价格太贵), tasks.documents.Units.
     """
 
     description = "relation of a sentence pair, mined from discourse markers (or a labeled TSV)"
@@ -91,8 +93,10 @@ class DiscourseRelation(SequenceTask):
 
     def __init__(self, tokenizer=None, max_len: int = 128, task_id: int = 0,
                  markers: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
-                 pooling: str = "pooler", name: str = "discourse_relation"):
+                 pooling: str = "pooler", name: str = "discourse_relation",
+                 units: str = "sentences"):
         super().__init__(tokenizer, max_len, task_id, name, pooling)
+        self.units = Units(units)
         self.table = MarkerTable.read(markers or resource_path("discourse_markers.tsv"))
         self.relations = self.table.relations
         self.num_classes = len(self.relations)
@@ -132,6 +136,7 @@ class DiscourseRelation(SequenceTask):
             a, b, label = self.rows[rng.randrange(len(self.rows))]
             pair = (encode_text(self.tok, a), encode_text(self.tok, b))
         else:
+            doc = self.units(doc)
             sents = doc.sentences
             if len(sents) < 2:
                 self.stats.skip("empty" if not sents else "one_sentence")

@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ernie2.corpus.document import Document
+from ernie2.corpus.document import Document, Sentence
+from ernie2.corpus.text import split_clauses
+from ernie2.utils import IdentityCache
 
 
 def doc_key(doc: Document) -> str:
@@ -19,6 +21,43 @@ def doc_key(doc: Document) -> str:
         return doc.source
     first = doc.sentences[0] if doc.paragraphs and doc.paragraphs[0] else None
     return f"{doc.title or ''}|{first.text[:64] if first else ''}"
+
+
+UNITS = ("sentences", "clauses")
+
+
+def clause_document(doc: Document) -> Document:
+    """The document with every sentence cut into its clauses (`corpus.text.split_clauses`),
+    paragraphs kept: a short text of one or two long sentences (a product review) then gives the
+    sentence-level tasks several units. Clauses carry their text only (no words, no spans);
+    pre-tokenized sentences (ERNIE 1.0 lines, no text) are kept whole."""
+    paragraphs = []
+    for para in doc.paragraphs:
+        out = []
+        for sent in para:
+            if sent.token_ids is not None or not sent.text:
+                out.append(sent)
+                continue
+            out.extend(Sentence(sent.text[a:b]) for a, b in split_clauses(sent.text, doc.lang))
+        paragraphs.append(out)
+    return Document(paragraphs, title=doc.title, source=doc.source, lang=doc.lang,
+                    meta=dict(doc.meta))
+
+
+class Units:
+    """What a sentence-level task takes as its sentences: "sentences" (the document as read) or
+    "clauses" (`clause_document`, made once per document while it lives)."""
+
+    def __init__(self, units: str = "sentences"):
+        if units not in UNITS:
+            raise ValueError(f"units must be one of {', '.join(UNITS)}, got {units!r}")
+        self.units = units
+        self._views = IdentityCache()
+
+    def __call__(self, doc: Document) -> Document:
+        if self.units == "sentences":
+            return doc
+        return self._views.setdefault(doc, lambda: clause_document(doc))
 
 
 class Reservoir:

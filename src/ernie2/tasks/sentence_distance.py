@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from ernie2.corpus.document import Document
-from ernie2.tasks.documents import Reservoir, doc_key
+from ernie2.tasks.documents import Reservoir, Units, doc_key
 from ernie2.tasks.tokens import encode_text, tokenize_sentences
 from ernie2.tasks.protocol import Example, SequenceTask
 from ernie2.tasks.registry import register
@@ -21,14 +21,17 @@ class SentenceDistance(SequenceTask):
     the document cannot give it (fewer than 3 sentences for label 1, no other document seen
     yet for label 2) the document is skipped and the skip counted. Other documents come from
     a reservoir of the `reservoir` most recent documents this task has seen.
+    `units="clauses"` takes each sentence's clauses as its sentences (tasks.documents.Units).
     """
 
     num_classes = 3
     description = "sentence pair: 0 adjacent, 1 same document not adjacent, 2 other document"
 
     def __init__(self, tokenizer=None, max_len: int = 128, task_id: int = 0,
-                 reservoir: int = 64, pooling: str = "pooler", name: str = "sentence_distance"):
+                 reservoir: int = 64, pooling: str = "pooler", name: str = "sentence_distance",
+                 units: str = "sentences"):
         super().__init__(tokenizer, max_len, task_id, name, pooling)
+        self.units = Units(units)
         self.reservoir = Reservoir(reservoir)
 
     def _remember(self, doc: Document, key: str, rng: random.Random) -> None:
@@ -37,6 +40,7 @@ class SentenceDistance(SequenceTask):
         self.reservoir.add({"key": key, "sentences": [sents[i].text for i in picks]})
 
     def build(self, doc: Document, rng: random.Random) -> Example | None:
+        doc = self.units(doc)
         sents = doc.sentences
         if not sents or not sents[0].text:
             self.stats.skip("empty" if not sents else "no_text")

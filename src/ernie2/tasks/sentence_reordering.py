@@ -8,6 +8,7 @@ import random
 from itertools import permutations
 
 from ernie2.corpus.document import Document
+from ernie2.tasks.documents import Units
 from ernie2.tasks.tokens import sentence_window
 from ernie2.tasks.protocol import Example, SequenceTask
 from ernie2.tasks.registry import register
@@ -46,14 +47,17 @@ class SentenceReordering(SequenceTask):
     perm[i] is the original index of the segment shown at place i; label =
     encode_permutation(perm). The class is drawn uniformly among those the text allows (n is
     at most the number of sentences), so labels are balanced across documents that allow all.
+    `units="clauses"` takes each sentence's clauses as its sentences (tasks.documents.Units).
     """
 
     description = "which permutation shuffled the n <= m segments of a paragraph"
     min_sentences = 2
 
     def __init__(self, tokenizer=None, max_len: int = 128, task_id: int = 0, m: int = 3,
-                 pooling: str = "pooler", name: str = "sentence_reordering"):
+                 pooling: str = "pooler", name: str = "sentence_reordering",
+                 units: str = "sentences"):
         super().__init__(tokenizer, max_len, task_id, name, pooling)
+        self.units = Units(units)
         if not 1 <= m <= 6:
             raise ValueError(f"m must be in 1..6 (6! = 720 permutations), got {m}")
         self.m = m
@@ -67,6 +71,7 @@ class SentenceReordering(SequenceTask):
         return doc.sentences
 
     def build(self, doc: Document, rng: random.Random) -> Example | None:
+        doc = self.units(doc)
         if not doc.sentences:
             self.stats.skip("empty")
             return None
