@@ -207,6 +207,41 @@ def test_wiki_markup_stripped_anchors_kept(tmp_path):
                      ("Parisii", "entity"), ("Julius Caesar", "entity"), ("old books", "phrase")]
 
 
+SECTIONED = """<mediawiki><page><title>Oslo</title><ns>0</ns><revision><text>
+Oslo is the capital of [[Norway]] and its largest city by far.
+== History ==
+The town was founded around the year one thousand by the king.
+=== Middle ages ===
+It burned down many times during the long middle ages, they say.
+== Geography ==
+Oslo lies at the head of the long Oslofjord, among green hills.
+== Notes ==
+Nothing of this long paragraph is prose, it comes after the end.
+== See also ==
+This long paragraph is after the end of the prose, it is dropped.
+</text></revision></page>
+<page><title>Bergen</title><ns>0</ns><revision><text>
+Bergen is a city on the west coast of Norway, by the sea.
+</text></revision></page></mediawiki>
+"""
+
+
+def test_wiki_sections_as_documents_and_resume(tmp_path):
+    f = write(tmp_path / "sections.xml", SECTIONED)
+    (whole, bergen) = [d for d, _ in read_wiki(f)]
+    assert whole.title == "Oslo" and len(whole.sentences) == 4
+    docs = list(read_wiki(f, sections=True))
+    assert [d.title for d, _ in docs] == ["Oslo", "Oslo: History", "Oslo: Geography", "Bergen"]
+    # the level-3 heading stays inside its section; the sentences are the article's, in order
+    assert [len(d.sentences) for d, _ in docs] == [1, 2, 1, 1]
+    assert [s.text for d, _ in docs[:3] for s in d.sentences] == [s.text for s in whole.sentences]
+    assert len({d.source for d, _ in docs}) == 4
+    # resuming from any document's position yields exactly the documents after it
+    for i, (_, pos) in enumerate(docs):
+        rest = [d.title for d, _ in read_wiki(f, sections=True, start=pos)]
+        assert rest == [d.title for d, _ in docs[i + 1:]]
+
+
 def test_clean_wikitext_drops_nested_templates_and_end_sections():
     paras = clean_wikitext("{{a|{{b}}}}Alpha beta gamma delta epsilon zeta eta theta iota.\n"
                            "== See also ==\nThis long paragraph is after the end of the prose.")

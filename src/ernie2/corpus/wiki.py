@@ -114,6 +114,14 @@ def _resolve_links(text: str) -> tuple[str, list[Span]]:
 
 def clean_wikitext(raw: str) -> list[tuple[str, list[Span]]]:
     """Article wikitext -> prose paragraphs with their link-anchor spans (character offsets)."""
+    return [p for _heading, paras in wikitext_sections(raw) for p in paras]
+
+
+def wikitext_sections(raw: str) -> list[tuple[str | None, list[tuple[str, list[Span]]]]]:
+    """Article wikitext -> its top-level sections in order, each (heading, prose paragraphs):
+    the lead first (heading None), then every level-2 section ("== History =="), deeper
+    headings kept inside theirs; up to the first end section (references, see also, ...).
+    Sections without prose are left out."""
     text = _COMMENT.sub("", raw)
     text = _REF.sub("", text)
     text = _DROPPED_ELEMENTS.sub("", text)
@@ -124,7 +132,8 @@ def clean_wikitext(raw: str) -> list[tuple[str, list[Span]]]:
     text = _TAG.sub("", text)
     text = _BOLD_ITALIC.sub("", text)
     text = _EXTERNAL.sub(lambda m: m.group(1) or "", text)
-    paragraphs: list[tuple[str, list[Span]]] = []
+    sections: list[tuple[str | None, list[tuple[str, list[Span]]]]] = [(None, [])]
+    paragraphs = sections[0][1]
     block: list[str] = []
 
     def flush():
@@ -141,8 +150,12 @@ def clean_wikitext(raw: str) -> list[tuple[str, list[Span]]]:
         head = _HEADING.match(s)
         if head:
             flush()
-            if head.group(2).strip().lower() in END_SECTIONS:
+            heading = head.group(2).strip()
+            if heading.lower() in END_SECTIONS:
                 break
+            if len(head.group(1)) == 2:
+                sections.append((_resolve_links(heading)[0] or None, []))
+                paragraphs = sections[-1][1]
             continue
         if not s or s[0] in "*#:;|!{}" or s.startswith(("[[File:", "[[Image:", "[[Category:")):
             flush()  # lists, indents, table rows and lone media lines are not prose
@@ -151,7 +164,7 @@ def clean_wikitext(raw: str) -> list[tuple[str, list[Span]]]:
             return []
         block.append(s)
     flush()
-    return paragraphs
+    return [(h, paras) for h, paras in sections if paras]
 
 
 def _local(tag: str) -> str:
@@ -168,10 +181,15 @@ def _parsed(fh, path) -> Iterator:
 
 
 @reader("wiki")
-def read_wiki(path, lang="en", on_error="raise", stats=None, start=None, **_) -> Iterator:
-    """Articles (namespace 0, no redirects) of a MediaWiki XML dump. The position is an article
-    counter: resuming re-parses the dump up to it."""
+def read_wiki(path, lang="en", on_error="raise", stats=None, start=None, sections=False,
+              **_) -> Iterator:
+    """Articles (namespace 0, no redirects) of a MediaWiki XML dump; with `sections`, every
+    top-level section of an article is a document of its own, titled "Article: Heading" (the
+    lead keeps the article's title), its source naming the article and the section. The
+    position counts articles (`doc`) and, inside one, sections (`section`): resuming re-parses
+    the dump up to it."""
     skip = int((start or {}).get("doc", 0))
+    skip_sections = int((start or {}).get("section", 0))
     lg = "en" if lang == "auto" else lang
     count = 0
     with open_binary(path) as fh:
@@ -192,16 +210,33 @@ def read_wiki(path, lang="en", on_error="raise", stats=None, start=None, **_) ->
                     count += 1
                     if count <= skip:
                         continue
-                    paras = []
-                    for text, spans in clean_wikitext(body):
-                        sents = make_sentences(text, lg, None, spans)
-                        if sents:
-                            paras.append(sents)
-                    if not paras:
+                    parts = wikitext_sections(body)
+                    if not sections:
+                        parts = [(None, [p for _h, ps in parts for p in ps])]
+                    docs = []
+                    for heading, paragraphs in parts:
+                        paras = []
+                        for text, spans in paragraphs:
+                            sents = make_sentences(text, lg, None, spans)
+                            if sents:
+                                paras.append(sents)
+                        if paras:
+                            docs.append((heading, paras))
+                    if not docs:
                         if stats is not None:
                             stats["skipped_empty_documents"] += 1
                         continue
-                    yield Document(paras, title, f"{path}#{title}", lg), {"doc": count}
+                    first = skip_sections if count == skip + 1 else 0
+                    for k, (heading, paras) in enumerate(docs):
+                        if k < first:
+                            continue
+                        if not sections:
+                            yield Document(paras, title, f"{path}#{title}", lg), {"doc": count}
+                            continue
+                        name = f"{title}: {heading}" if heading else title
+                        pos = ({"doc": count - 1, "section": k + 1} if k + 1 < len(docs)
+                               else {"doc": count})
+                        yield Document(paras, name, f"{path}#{title}#{k}", lg), pos
             elif tag == "page":
                 title = ns = None
                 redirect = False
