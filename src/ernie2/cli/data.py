@@ -31,8 +31,7 @@ def add_arguments(p):
     d.add_argument("--max_docs_zh", type=int, default=None,
                    help="People's Daily articles to keep (all 3121 by default)")
     d.add_argument("--max_docs_en", type=int, default=None,
-                   help="Wikipedia sections to keep (each a document; all 730 of the 103 "
-                        "articles by default)")
+                   help="Wikipedia articles to keep (all 103 by default)")
     d.add_argument("--vocab_size_zh", type=int, default=8000)
     d.add_argument("--vocab_size_en", type=int, default=8000)
     d.add_argument("--no_vocab", action="store_true", help="write the corpora only")

@@ -59,13 +59,11 @@ def zh_documents(max_docs: int | None = None) -> Iterator[Document]:
 
 
 def en_documents(max_docs: int | None = None) -> Iterator[Document]:
-    """Wikipedia's sections, each a document ("Article: Heading"; the lead keeps the article's
-    title): markup stripped, paragraphs and case kept, link anchors as spans, plus capitalized
-    multi-word names. The sample's 103 articles make 730 sections: the sentence-pair tasks and
-    IR relevance get seven times the documents to pair and to hold out."""
+    """Wikipedia articles: markup stripped, paragraphs and case kept, link anchors as spans,
+    plus capitalized multi-word names."""
     path = package_file(*WIKI_SAMPLE)
     annotate = Annotator(AnnotationOptions(segment=False, jieba_tags=False))
-    docs = (annotate(d) for d, _ in read_wiki(path, lang="en", sections=True))
+    docs = (annotate(d) for d, _ in read_wiki(path, lang="en"))
     return islice(docs, max_docs)
 
 
