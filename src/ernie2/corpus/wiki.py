@@ -226,13 +226,12 @@ def read_wiki(path, lang="en", on_error="raise", stats=None, start=None, section
                         if stats is not None:
                             stats["skipped_empty_documents"] += 1
                         continue
+                    if not sections:
+                        yield Document(docs[0][1], title, f"{path}#{title}", lg), {"doc": count}
+                        continue
                     first = skip_sections if count == skip + 1 else 0
-                    for k, (heading, paras) in enumerate(docs):
-                        if k < first:
-                            continue
-                        if not sections:
-                            yield Document(paras, title, f"{path}#{title}", lg), {"doc": count}
-                            continue
+                    for k in range(first, len(docs)):
+                        heading, paras = docs[k]
                         name = f"{title}: {heading}" if heading else title
                         pos = ({"doc": count - 1, "section": k + 1} if k + 1 < len(docs)
                                else {"doc": count})
