@@ -87,3 +87,83 @@ def test_example_sharding_after_the_buffer_equals_one_process():
 def test_negative_buffer_is_refused():
     with pytest.raises(ValueError, match=">= 0"):
         TaskStream(Numbers(), shuffle=-1)
+
+
+# ------------------------------------------------------------------------------ packing
+class Tokens(Numbers):
+    """Token-level stand-in: example n is [CLS] n n ... [SEP] with 1 + n % 5 copies of n, each
+    labeled n (special tokens -100)."""
+
+    def __iter__(self):
+        while True:
+            n = self.next
+            self.next += 1
+            k = 1 + n % 5
+            yield Example("tokens", [1] + [n + 10] * k + [2], [0] * (k + 2),
+                          [-100] + [n + 10] * k + [-100], 3)
+
+
+def body(ex):
+    return [t for t in ex.input_ids if t not in (1, 2)]
+
+
+def test_concat_examples_by_hand():
+    from ernie2.tasks.protocol import concat_examples
+    a = Example("t", [1, 5, 6, 2], [0, 0, 0, 0], [-100, 5, -100, -100], 4)
+    b = Example("t", [1, 7, 2, 8, 2], [0, 0, 0, 1, 1], [-100, -100, 7, -100, -100], 4)
+    ab = concat_examples([a, b])
+    assert ab.input_ids == [1, 5, 6, 2, 7, 2, 8, 2]
+    assert ab.sent_ids == [0, 0, 0, 0, 1, 1, 0, 0]  # b's segments flipped: 0 ends a, 1 opens b
+    assert ab.labels == [-100, 5, -100, -100, -100, 7, -100, -100]
+    assert ab.task_id == 4
+    ba = concat_examples([b, a])  # b ends on segment 1: a's segment 0 follows as it is
+    assert ba.sent_ids == [0, 0, 0, 1, 1, 0, 0, 0]
+    with pytest.raises(ValueError, match="one label per token"):
+        concat_examples([Example("s", [1, 5, 2], [0, 0, 0], 1), a])
+
+
+def test_packing_keeps_every_token_in_order_and_fills_greedily():
+    plain = list(itertools.islice(TaskStream(Tokens()), 400))
+    packed = list(itertools.islice(TaskStream(Tokens(), pack=16), 100))
+    flat = [t for ex in packed for t in body(ex)]
+    assert flat == [t for ex in plain for t in body(ex)][:len(flat)]
+    labels = [x for ex in packed for x in ex.labels if x != -100]
+    assert labels == flat  # every label stays with its token
+    lengths = [len(ex.input_ids) for ex in packed]
+    assert max(lengths) <= 16 and sum(lengths) / len(lengths) > 12
+    # greedy: the first example of the next pack (2 tokens plus its copies) would not have fit
+    for ex, nxt in zip(packed, packed[1:]):
+        first = nxt.input_ids[1]
+        assert len(ex.input_ids) + 1 + (first - 10) % 5 + 1 > 16
+    assert all(ex.input_ids.count(1) == 1 and ex.task_id == 3 for ex in packed)
+
+
+@pytest.mark.parametrize("at", [0, 1, 7, 30])
+def test_packed_state_resumes_exactly_through_json(at):
+    def make(seed=5):
+        return TaskStream(Tokens(), shuffle=8, seed=seed, pack=20)
+    full = [ex.input_ids for ex in itertools.islice(make(), 60)]
+    first = make()
+    head = [ex.input_ids for ex in itertools.islice(first, at)]
+    state = json.loads(json.dumps(first.state_dict()))
+    again = make(seed=99)
+    again.load_state_dict(state)
+    assert head + [ex.input_ids for ex in itertools.islice(again, 60 - at)] == full
+    with pytest.raises(ValueError, match="pack"):
+        TaskStream(Tokens(), shuffle=8, pack=24).load_state_dict(state)
+    with pytest.raises(ValueError, match="pack"):
+        TaskStream(Tokens(), shuffle=8).load_state_dict(state)
+
+
+def test_packed_example_sharding_equals_one_process():
+    one = [ex.input_ids for ex in itertools.islice(TaskStream(Tokens(), pack=16), 30)]
+    ranks = [[ex.input_ids for ex in itertools.islice(
+        TaskStream(Tokens(), rank=r, world=2, pack=16), 15)] for r in range(2)]
+    assert [ranks[i % 2][i // 2] for i in range(30)] == one
+
+
+def test_packing_a_sequence_level_task_is_refused():
+    with pytest.raises(ValueError, match="token-level"):
+        next(TaskStream(Numbers(), pack=16))
+    with pytest.raises(ValueError, match=">= 0"):
+        TaskStream(Tokens(), pack=-1)

@@ -141,6 +141,10 @@ def test_check_builds_every_task_and_one_example_each(tmp_path, capsys):
         {"task": "sentence_reordering", "options": {"poolng": 3}}]}]},
      r"stages\[0\].tasks\[0\].options: got an unexpected keyword argument 'poolng' \(task "
      r"sentence_reordering takes: "),
+    ({"stages": [{"name": "s", "steps": 2, "tasks": [
+        {"task": "sentence_reordering", "pack": True}]}]},
+        r"stages\[0\].tasks\[0\].pack: task 'sentence_reordering': packing joins examples "
+        r"with one label per token"),
     ({"corpora": [{"name": "toy", "path": "missing.txt", "format": "text"}]},
      "corpus file .*missing.txt not found"),
     ({"model": {"size": "test", "vocab": "vocab.txt", "max_len": 48,

@@ -199,6 +199,33 @@ class MaskedLMTask(TokenTask):
         return mlm_compute(head, encoded, batch)
 
 
+def require_token_labels(example: Example) -> None:
+    """Packing needs one label per token: a ValueError naming the task otherwise."""
+    if not isinstance(example.labels, list):
+        raise ValueError(f"task {example.task!r}: packing joins examples with one label per "
+                         "token; its examples carry one label each (pack only token-level "
+                         "tasks: masked LM, knowledge masking, capitalization)")
+
+
+def concat_examples(examples: Sequence[Example]) -> Example:
+    """Examples of one token-level task joined into one: [CLS] a [SEP] b [SEP] ... (each later
+    example's [CLS] dropped), its segment ids continuing to alternate 0/1 after the one before
+    and its token labels kept with their tokens."""
+    first = examples[0]
+    ids, sent = list(first.input_ids), list(first.sent_ids)
+    require_token_labels(first)
+    labels = list(first.labels)
+    for ex in examples[1:]:
+        if ex.task != first.task or not isinstance(ex.labels, list):
+            raise ValueError(f"cannot pack an example of task {ex.task!r} after one of "
+                             f"{first.task!r}: only examples of one token-level task join")
+        shift = 1 if sent[-1] == ex.sent_ids[1] else 0
+        ids.extend(ex.input_ids[1:])
+        sent.extend((s + shift) % 2 for s in ex.sent_ids[1:])
+        labels.extend(ex.labels[1:])
+    return Example(first.task, ids, sent, labels, first.task_id)
+
+
 def collate(examples: Sequence[Example], pad_id: int = 0,
             task_id: int | None = None) -> dict[str, Any]:
     """Examples of one task as a batch (model.batch.collate): input_ids, sent_ids,

@@ -77,6 +77,10 @@ class TaskSection:
     weight: float | None = doc("its weight in the stage that introduces it (overrides the "
                                "allocation policy there)", None)
     options: dict[str, Any] = doc("options passed to the task's constructor", factory=dict)
+    pack: bool = doc("pack consecutive training examples into one of up to model.max_len tokens "
+                     "([CLS] a [SEP] b [SEP] ...), so that short documents do not train on "
+                     "padding; token-level tasks only (masked LM, capitalization); held-out "
+                     "examples stay unpacked", False)
 
 
 @dataclass

@@ -269,7 +269,8 @@ class PretrainRun:
             self.streams[t.name] = train_stream(
                 self.tasks[t.name], spec, seed=cfg.seed, heldout=frac, rank=self.rank,
                 world=self.world, sharding=cfg.train.sharding,
-                shuffle=cfg.train.shuffle_buffer)
+                shuffle=cfg.train.shuffle_buffer,
+                pack=cfg.model.max_len if self.sections[t.name].pack else 0)
             if frac > 0:
                 self.heldout[t.name] = heldout_examples(
                     self._make_task(t.name), spec, seed=cfg.seed, heldout=frac,
@@ -607,8 +608,13 @@ def check(config: str | Path | dict | PretrainConfig,
     for t in plan.tasks:
         task = run._make_task(t.name)
         spec, frac = run._corpus(t.name)
-        stream = train_stream(task, spec, seed=cfg.seed, heldout=frac, rank=0, world=1)
-        example = next(iter(stream), None)
+        packed = run.sections[t.name].pack
+        stream = train_stream(task, spec, seed=cfg.seed, heldout=frac, rank=0, world=1,
+                              pack=cfg.model.max_len if packed else 0)
+        try:
+            example = next(iter(stream), None)
+        except ValueError as exc:  # packing a task whose examples carry one label each
+            raise ValueError(f"{cfg.source}: {run._where(t.name)}.pack: {exc}") from None
         corpus = run.sections[t.name].corpus or cfg.corpora[0].name
         if example is None:
             raise ValueError(f"{cfg.source}: {run._where(t.name)}: task {t.name} builds no "
