@@ -249,6 +249,33 @@ def test_task_masks_15_percent_of_words():
     assert abs(masked / (1000 * 61) - 0.15) < 0.005  # 61 units: 60 words and the full stop
 
 
+def test_fill_adds_the_next_sentence_cut_at_max_len():
+    """Sentences of 6 tokens (5 words and a full stop), max_len 16: the window holds two (12 of
+    the 14 free positions); `fill` adds the third's first two tokens, never past the document."""
+    words = [f"w{i}" for i in range(15)]
+    tok = make_tokenizer(words)
+    doc = doc_of(" | ".join(" ".join(words[i:i + 5]) + "." for i in range(0, 15, 5)))
+    plain = create_task("knowledge_masking", tokenizer=tok, max_len=16, levels="basic:1")
+    filled = create_task("knowledge_masking", tokenizer=tok, max_len=16, levels="basic:1",
+                         fill=True)
+    ids = list(tok.encode(" ".join(s.text for s in doc.sentences))[0][1:-1])  # 18 tokens
+    def original(ex):  # the input with every masked position given back its label
+        return [t if lab == IGN else lab for t, lab in zip(ex.input_ids, ex.labels)][1:-1]
+
+    starts = Counter()
+    for seed in range(60):
+        a, b = plain.build(doc, random.Random(seed)), filled.build(doc, random.Random(seed))
+        k = ids.index(original(a)[0])
+        starts[k] += 1
+        if k == 0:  # the window starts at sentence 1: sentence 3 is cut in
+            assert len(a.input_ids) == 14 and original(a) == ids[:12]
+            assert len(b.input_ids) == 16 and original(b) == ids[:14]
+            assert b.input_ids[-1] == tok.sep_id
+        else:  # a window that reaches the document's end is not filled
+            assert original(b) == original(a) == ids[k:]
+    assert starts[0] and len(starts) == 3
+
+
 # ---------------------------------------------------------------------- discourse relation
 def test_discourse_pairs_mined_marker_removed():
     tok = make_tokenizer(["the", "plan", "was", "good", "it", "failed", "we", "left", "then",
