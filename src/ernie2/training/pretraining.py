@@ -28,6 +28,7 @@ from ernie2.model.checkpoint import load_encoder, read_checkpoint
 from ernie2.model.config import ErnieConfig
 from ernie2.model.modeling import ErnieModel
 from ernie2.tasks.heads import label_counts, set_output_prior
+from ernie2.tasks.protocol import PackingError
 from ernie2.tasks.registry import create_task, load_factory
 from ernie2.tokenizer import ErnieTokenizer
 from ernie2.training import distributed as dist_util
@@ -240,6 +241,10 @@ class PretrainRun:
             pass
         return create_task(sec.task, **args)
 
+    def _pack(self, name: str) -> int:
+        """The task's packing budget for TaskStream: model.max_len with `pack = true`, else 0."""
+        return self.cfg.model.max_len if self.sections[name].pack else 0
+
     def _corpus(self, name: str) -> tuple[dict, float]:
         sec = self.sections[name]
         corpora = {c.name: c for c in self.cfg.corpora}
@@ -269,8 +274,7 @@ class PretrainRun:
             self.streams[t.name] = train_stream(
                 self.tasks[t.name], spec, seed=cfg.seed, heldout=frac, rank=self.rank,
                 world=self.world, sharding=cfg.train.sharding,
-                shuffle=cfg.train.shuffle_buffer,
-                pack=cfg.model.max_len if self.sections[t.name].pack else 0)
+                shuffle=cfg.train.shuffle_buffer, pack=self._pack(t.name))
             if frac > 0:
                 self.heldout[t.name] = heldout_examples(
                     self._make_task(t.name), spec, seed=cfg.seed, heldout=frac,
@@ -608,12 +612,11 @@ def check(config: str | Path | dict | PretrainConfig,
     for t in plan.tasks:
         task = run._make_task(t.name)
         spec, frac = run._corpus(t.name)
-        packed = run.sections[t.name].pack
         stream = train_stream(task, spec, seed=cfg.seed, heldout=frac, rank=0, world=1,
-                              pack=cfg.model.max_len if packed else 0)
+                              pack=run._pack(t.name))
         try:
             example = next(iter(stream), None)
-        except ValueError as exc:  # packing a task whose examples carry one label each
+        except PackingError as exc:  # packing a task whose examples carry one label each
             raise ValueError(f"{cfg.source}: {run._where(t.name)}.pack: {exc}") from None
         corpus = run.sections[t.name].corpus or cfg.corpora[0].name
         if example is None:
