@@ -315,3 +315,47 @@ def test_heldout_split_is_deterministic_and_about_the_fraction():
     assert held == [i for i in range(20000) if is_heldout(i, 0.1)]
     assert held != [i for i in range(20000) if is_heldout(i, 0.1, seed=1)]
     assert not any(is_heldout(i, 0.0) for i in range(100))
+
+
+def _texts(pairs):
+    return [([s.text for s in d.sentences], pos) for d, pos in pairs]
+
+
+def test_shared_reading_keeps_a_small_file_in_memory_and_resumes(tmp_path, monkeypatch):
+    f = write(tmp_path / "c.jsonl", "".join(
+        json.dumps({"paragraphs": [[f"Document {i} here."]]}) + "\n" for i in range(6)))
+    spec = CorpusSpec(str(f), format="jsonl", annotate=False)
+    disk = list(iter_positioned(spec))
+    first = list(iter_positioned(spec, shared=True))
+    again = list(iter_positioned(spec, shared=True))
+    assert _texts(first) == _texts(again) == _texts(disk)
+    assert all(a is b for (a, _), (b, _) in zip(first, again))  # read once
+    assert not any(a is b for (a, _), (b, _) in zip(disk, again))  # unshared: fresh objects
+    for k, (_, pos) in enumerate(disk):
+        rest = list(iter_positioned(spec, start=json.loads(json.dumps(pos)), shared=True))
+        assert _texts(rest) == _texts(disk[k + 1:])
+    # A changed file is read again.
+    with open(f, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"paragraphs": [["One more document."]]}) + "\n")
+    longer = list(iter_positioned(spec, shared=True))
+    assert len(longer) == 7 and longer[-1][0].sentences[0].text == "One more document."
+    # Turned off, or over the size limit: read from disk each pass.
+    monkeypatch.setenv("ERNIE2_CORPUS_MEMORY_MB", "0")
+    off = list(iter_positioned(spec, shared=True))
+    assert _texts(off) == _texts(longer) and not any(a is b for (a, _), (b, _) in zip(off, longer))
+    monkeypatch.setenv("ERNIE2_CORPUS_MEMORY_MB", "lots")
+    with pytest.raises(ValueError, match="ERNIE2_CORPUS_MEMORY_MB must be a number"):
+        list(iter_positioned(spec, shared=True))
+
+
+def test_shared_reading_of_a_file_with_skipped_lines_counts_them_every_pass(tmp_path):
+    f = write(tmp_path / "c.jsonl", json.dumps({"paragraphs": [["Good one."]]}) + "\nnot json\n"
+              + json.dumps({"paragraphs": [["Another good one."]]}) + "\n")
+    spec = CorpusSpec(str(f), format="jsonl", annotate=False, on_error="skip")
+    first = None
+    for _ in range(2):
+        stats = Counter()
+        docs = list(iter_positioned(spec, stats=stats, shared=True))
+        assert len(docs) == 2 and stats["skipped_bad_records"] == 1, stats
+        assert not any(a is b for (a, _), (b, _) in zip(docs, first or []))
+        first = docs

@@ -331,3 +331,60 @@ def test_attention_init_is_checked_and_round_trips(tmp_path):
     m.save_pretrained(tmp_path / "m", tmp_path / "vocab.txt")
     loaded = ErnieModel.from_pretrained(tmp_path / "m", attention_init="mimetic")
     assert torch.equal(loaded.layers[0].attention.query.weight, m.layers[0].attention.query.weight)
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_both_attention_kernels_match_transformers(tmp_path, impl):
+    """Either way of computing attention is the reference model's function (fp32, padded rows,
+    gradients too)."""
+    torch.manual_seed(2)
+    ref = transformers.ErnieModel(hf_config()).eval()
+    ref.save_pretrained(tmp_path / "hf")
+    ours = ErnieModel.from_pretrained(tmp_path / "hf").eval()
+    ours.attention = impl
+    assert ours.attention == impl
+    ids, sent, _, mask = pair_batch(3)
+    valid = mask.bool()
+    want = ref(input_ids=ids, attention_mask=mask, token_type_ids=sent).last_hidden_state
+    _, got = ours(ids, sent, None, mask)
+    torch.testing.assert_close(got[valid], want[valid], atol=1e-5, rtol=0)
+    want[valid].square().sum().backward()
+    got[valid].square().sum().backward()
+    ref_grad = ref.encoder.layer[0].attention.self.query.weight.grad
+    torch.testing.assert_close(ours.layers[0].attention.query.weight.grad, ref_grad,
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_eager_attention_under_bf16_autocast_is_close_to_fp32_sdpa():
+    from ernie2.model.modeling import eager_attention
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 10, 16, generator=g) for _ in range(3))
+    mask = torch.ones(2, 1, 1, 10, dtype=torch.bool)
+    mask[1, ..., 6:] = False
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(eager_attention(q, k, v, mask), want, atol=1e-5, rtol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = eager_attention(q, k, v, mask)
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), want, atol=3e-2, rtol=0)
+    # masked keys get no weight at all
+    v2 = v.clone()
+    v2[1, :, 6:] = 1e4
+    torch.testing.assert_close(eager_attention(q, k, v2, mask)[1], want[1], atol=1e-5, rtol=0)
+
+
+def test_attention_auto_takes_eager_only_for_short_bf16_cpu_sequences(monkeypatch):
+    from ernie2.model import modeling
+    x = torch.zeros(2, 96, 8)
+    monkeypatch.setattr(modeling, "_NATIVE_BF16", True)
+    assert not modeling._eager_wanted(x)  # fp32: SDPA
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert modeling._eager_wanted(x)
+        assert not modeling._eager_wanted(torch.zeros(2, modeling.EAGER_MAX_LEN + 1, 8))
+        monkeypatch.setattr(modeling, "_NATIVE_BF16", False)  # AVX2: bf16 products are slow
+        assert not modeling._eager_wanted(x)
+    model = ErnieModel(ErnieConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                   num_attention_heads=2, intermediate_size=20))
+    assert model.attention == "auto"
+    with pytest.raises(ValueError, match="attention must be one of auto, sdpa, eager"):
+        model.attention = "flash"

@@ -167,3 +167,17 @@ def test_packing_a_sequence_level_task_is_refused():
         next(TaskStream(Numbers(), pack=16))
     with pytest.raises(ValueError, match=">= 0"):
         TaskStream(Tokens(), pack=-1)
+
+
+def test_an_examples_state_is_its_fields_as_json_and_holds_no_reference_to_it():
+    from dataclasses import asdict
+
+    from ernie2.training.streams import _example_state
+    token = Example("km", [1, 5, 6, 2], [0, 0, 0, 0], [-100, 7, -100, -100], 3)
+    sequence = Example("sd", [1, 5, 2, 6, 2], [0, 0, 0, 1, 1], 2, 4)
+    for ex in (token, sequence):
+        state = _example_state(ex)
+        assert state == asdict(ex) and Example(**json.loads(json.dumps(state))) == ex
+    state = _example_state(token)
+    token.input_ids.append(9)  # a later change to the example does not reach the saved state
+    assert state["input_ids"] == [1, 5, 6, 2]

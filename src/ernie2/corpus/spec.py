@@ -7,6 +7,7 @@ import dataclasses
 import glob
 import gzip
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -127,10 +128,15 @@ def sniff_format(path: Path) -> str:
 
 
 def iter_positioned(spec: CorpusSpec | dict | str, start: Position | None = None,
-                    stats: Counter | None = None) -> Iterator[tuple[Document, Position]]:
+                    stats: Counter | None = None, shared: bool = False
+                    ) -> Iterator[tuple[Document, Position]]:
     """Documents of a corpus, each with the position after it: {"file": i, "reader": {...},
     "doc": number of documents read so far}. Pass a position back as `start` to resume right
-    after that document. Empty documents are skipped and counted."""
+    after that document. Empty documents are skipped and counted.
+
+    shared=True: a small file's documents may come from this process's memory (read once,
+    see MEMORY_MB_DEFAULT), the same objects on every pass and for every caller that asks
+    for them shared: the caller must not change them (the tasks' streams only read)."""
     spec = CorpusSpec.from_dict(spec)
     stats = stats if stats is not None else Counter()
     files = spec.files()
@@ -148,8 +154,13 @@ def iter_positioned(spec: CorpusSpec | dict | str, start: Position | None = None
             if spec.annotate and annotator is None:
                 annotator = Annotator(spec.annotation())
         reader_start = start.get("reader") if k == first_file else None
-        for doc, pos in read(path, lang=spec.lang, on_error=spec.on_error, stats=stats,
-                             start=reader_start, **spec.reader_options):
+        if shared and annotator is None and \
+                (kept := _in_memory(path, fmt, spec, read)) is not None:
+            docs = _resumed(kept, reader_start)
+        else:
+            docs = read(path, lang=spec.lang, on_error=spec.on_error, stats=stats,
+                        start=reader_start, **spec.reader_options)
+        for doc, pos in docs:
             if not doc.paragraphs or not any(p for p in doc.paragraphs):
                 stats["skipped_empty_documents"] += 1
                 continue
@@ -159,6 +170,72 @@ def iter_positioned(spec: CorpusSpec | dict | str, start: Position | None = None
             yield doc, {"file": k, "reader": pos, "doc": n_docs}
         # The next file starts from its beginning.
         start = {}
+
+
+# Files (or prepared directories) up to this many MB are read once per process and their documents
+# kept in memory: every task's stream and every pass then reads the same Document objects, and
+# each sentence is tokenized once (tasks.tokens caches by sentence). ERNIE2_CORPUS_MEMORY_MB
+# sets it; 0 turns it off. A file is kept only when a whole pass reads it without skipping a
+# line, so a replay counts what a reading would.
+MEMORY_MB_DEFAULT = 64
+
+
+@dataclass
+class _Kept:
+    docs: list[tuple[Document, Position]]
+    index: dict[str, int] | None = None  # position (as JSON) -> the document it follows
+
+
+_KEPT: dict[tuple, _Kept | None] = {}
+
+
+def memory_limit_mb() -> float:
+    raw = os.environ.get("ERNIE2_CORPUS_MEMORY_MB", str(MEMORY_MB_DEFAULT))
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"ERNIE2_CORPUS_MEMORY_MB must be a number of MB, got {raw!r}") from None
+
+
+def _size(path: Path) -> tuple[int, int]:
+    """Bytes and the newest modification time of a file, or of a directory's files."""
+    if path.is_dir():
+        stats = [p.stat() for p in sorted(path.iterdir()) if p.is_file()]
+        return sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _in_memory(path: Path, fmt: str, spec: CorpusSpec, read) -> _Kept | None:
+    limit = memory_limit_mb()
+    if limit <= 0:
+        return None
+    size, mtime = _size(path)
+    if size > limit * 2 ** 20:
+        return None
+    key = (str(path.resolve()), size, mtime, fmt, spec.lang, spec.on_error,
+           json.dumps(spec.reader_options, sort_keys=True, default=str))
+    if key not in _KEPT:
+        read_stats: Counter = Counter()
+        docs = list(read(path, lang=spec.lang, on_error=spec.on_error, stats=read_stats,
+                         **spec.reader_options))
+        _KEPT[key] = None if +read_stats else _Kept(docs)
+    return _KEPT[key]
+
+
+def _resumed(kept: _Kept, start: Position | None) -> Iterator[tuple[Document, Position]]:
+    first = 0
+    if start is not None:
+        if kept.index is None:
+            kept.index = {json.dumps(pos, sort_keys=True): i for i, (_, pos) in
+                          enumerate(kept.docs)}
+        at = kept.index.get(json.dumps(start, sort_keys=True))
+        if at is None:
+            raise ValueError(f"resume position {start} is not the end of a document of this "
+                             "file: was it changed since the checkpoint?")
+        first = at + 1
+    for i in range(first, len(kept.docs)):
+        yield kept.docs[i]
 
 
 def iter_documents(spec: CorpusSpec | dict | str, stats: Counter | None = None

@@ -101,6 +101,50 @@ class ErnieEmbeddings(nn.Module):
         return self.dropout(self.layer_norm(x))
 
 
+# How attention is computed (ErnieModel.attention): "sdpa" (F.scaled_dot_product_attention),
+# "eager" (two matrix products and a softmax in fp32) or "auto": eager under bf16 autocast on a
+# CPU that runs bf16 natively, for sequences up to EAGER_MAX_LEN tokens, else SDPA. There SDPA's
+# CPU kernel is slow on short sequences: at the demo's shape (32 rows x 2 heads x 96 tokens x 64)
+# one call's forward and backward took 2.7x eager's time, at 128 tokens and 12 heads 1.9x; from
+# 256 tokens eager is the slower (benchmarks/attention.py). Without native bf16 (AVX2) bf16
+# matrix products are slow and SDPA stays. Both compute the same function; their floats differ
+# in the last bits.
+ATTENTION = ("auto", "sdpa", "eager")
+EAGER_MAX_LEN = 128
+
+
+def native_bf16() -> bool:
+    """Whether this CPU runs bf16 natively (avx512_bf16 or AMX), as oneDNN reports it."""
+    global _NATIVE_BF16
+    if _NATIVE_BF16 is None:
+        try:
+            _NATIVE_BF16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            _NATIVE_BF16 = False
+    return _NATIVE_BF16
+
+
+_NATIVE_BF16: bool | None = None
+
+
+def _eager_wanted(x: torch.Tensor) -> bool:
+    return (x.device.type == "cpu" and x.shape[1] <= EAGER_MAX_LEN
+            and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16 and native_bf16())
+
+
+def eager_attention(q, k, v, mask, dropout_p: float = 0.0):
+    """softmax(q k^T / sqrt(d) + mask) v, the softmax in fp32; `mask` is boolean (True: attend)
+    and broadcasts to [B, heads, T, T], as SDPA's."""
+    scores = (q @ k.transpose(-1, -2)).float() * (q.shape[-1] ** -0.5)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    probs = scores.softmax(-1)
+    if dropout_p:
+        probs = F.dropout(probs, dropout_p)
+    return probs.to(v.dtype) @ v
+
+
 class ErnieSelfAttention(nn.Module):
     def __init__(self, config: ErnieConfig):
         super().__init__()
@@ -112,13 +156,17 @@ class ErnieSelfAttention(nn.Module):
         self.value = nn.Linear(h, h)
         self.output = nn.Linear(h, h)
         self.dropout_p = config.attention_probs_dropout_prob
+        self.impl = "auto"
 
     def forward(self, x, mask):
         b, t, h = x.shape
         q, k, v = (proj(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
                    for proj in (self.query, self.key, self.value))
-        ctx = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0)
+        p = self.dropout_p if self.training else 0.0
+        if self.impl == "eager" or (self.impl == "auto" and _eager_wanted(x)):
+            ctx = eager_attention(q, k, v, mask, p)
+        else:
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         return self.output(ctx.transpose(1, 2).reshape(b, t, h))
 
 
@@ -193,6 +241,19 @@ class ErnieModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.embeddings.word_embeddings.weight.device
+
+    @property
+    def attention(self) -> str:
+        """How the layers compute attention: "auto" (the default), "sdpa" or "eager" (see
+        ATTENTION). A setting of the running model, not saved with it."""
+        return self.layers[0].attention.impl if len(self.layers) else "auto"
+
+    @attention.setter
+    def attention(self, impl: str) -> None:
+        if impl not in ATTENTION:
+            raise ValueError(f"attention must be one of {', '.join(ATTENTION)}, got {impl!r}")
+        for layer in self.layers:
+            layer.attention.impl = impl
 
     def forward(self, input_ids, sent_ids=None, task_ids=None, attention_mask=None,
                 pos_ids=None, output_hidden_states: bool = False, padded: bool | None = None):

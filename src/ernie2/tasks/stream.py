@@ -114,7 +114,8 @@ class ExampleStream:
         empty_passes = 0
         while self.epochs is None or self.epoch < self.epochs:
             built_this_epoch = 0
-            for doc, pos in iter_positioned(self.corpus, self._position, self.corpus_stats):
+            for doc, pos in iter_positioned(self.corpus, self._position, self.corpus_stats,
+                                            shared=True):
                 index = pos["doc"] - 1
                 if self._wanted(index):
                     self.counts["documents"] += 1

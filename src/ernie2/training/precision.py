@@ -9,6 +9,8 @@ import time
 
 import torch
 
+from ernie2.model.modeling import native_bf16
+
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -25,10 +27,7 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def cpu_supports_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    return native_bf16()
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

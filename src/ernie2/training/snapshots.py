@@ -43,10 +43,16 @@ class DamagedCheckpoint(ValueError):
 
 
 # ---------------------------------------------------------------------- JSON-safe state
+_PLAIN = frozenset((int, float, str, bool, type(None)))
+
+
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
+        # A data order's state is mostly lists of token ids: copied in one go, not item by item.
+        if all(type(v) in _PLAIN for v in obj):
+            return list(obj)
         return [_jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
         return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}

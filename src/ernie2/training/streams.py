@@ -16,7 +16,7 @@ import json
 import logging
 import random
 import zlib
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any
 
 from ernie2.corpus.prepare import cached_corpus, corpus_cache, corpus_fingerprint, formats
@@ -32,6 +32,16 @@ from ernie2.utils import atomic_open
 logger = logging.getLogger(__name__)
 
 SHARDING = ("documents", "examples")
+
+
+def _example_state(ex: Example) -> dict[str, Any]:
+    """An example as JSON-safe state: dataclasses.asdict without its item-by-item deep copy (a
+    checkpoint holds thousands of buffered examples; their fields are ints and lists of ints)."""
+    return {f.name: (list(v) if isinstance(v := getattr(ex, f.name), list) else v)
+            for f in _EXAMPLE_FIELDS}
+
+
+_EXAMPLE_FIELDS = fields(Example)
 
 
 class TaskStream:
@@ -112,10 +122,10 @@ class TaskStream:
         if self.shuffle:
             state["shuffle"] = {"size": self.shuffle,
                                 "rng": random_state_to_json(self.rng.getstate()),
-                                "buffer": [asdict(ex) for ex in self.buffer]}
+                                "buffer": [_example_state(ex) for ex in self.buffer]}
         if self.pack:
             state["pack"] = {"size": self.pack,
-                             "pending": asdict(self.pending) if self.pending else None}
+                             "pending": _example_state(self.pending) if self.pending else None}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
