@@ -78,7 +78,7 @@ def test_two_arms_end_to_end_at_a_tiny_size(tmp_path, demo_small):  # noqa: F811
     tiny_tasks = {"sentiment": demo.DemoTask("sentiment", "classify", (24, 6, 6), 2, (1e-3,),
                                              "accuracy", 32)}
     overrides = {**TINY, "data_dir": str(demo_small), "checkpoint.every": 2}
-    first = compare.run("demo_zh", tmp_path / "cmp", schedules=("sequential",), scale=0.003,
+    first = compare.run("demo_zh", tmp_path / "cmp", schedules=("sequential",), scale=0.0015,
                         overrides=overrides, finetune=False, progress=False)
     weights = tmp_path / "cmp" / "sequential" / "final" / "model.safetensors"
     before = load_file(str(weights))
@@ -87,7 +87,7 @@ def test_two_arms_end_to_end_at_a_tiny_size(tmp_path, demo_small):  # noqa: F811
     # the arm finished in a first call is read back, not trained again; the fine-tuning sees
     # every arm and random initialization
     out = compare.run("demo_zh", tmp_path / "cmp", schedules=("sequential", "km_only"),
-                      scale=0.003, overrides=overrides, finetune_tasks=tiny_tasks, workers=1,
+                      scale=0.0015, overrides=overrides, finetune_tasks=tiny_tasks, workers=1,
                       progress=False)
     after = load_file(str(weights))
     assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in after)
