@@ -359,3 +359,19 @@ def test_shared_reading_of_a_file_with_skipped_lines_counts_them_every_pass(tmp_
         assert len(docs) == 2 and stats["skipped_bad_records"] == 1, stats
         assert not any(a is b for (a, _), (b, _) in zip(docs, first or []))
         first = docs
+
+
+def test_shared_reading_keeps_at_most_twice_the_limit(tmp_path, monkeypatch):
+    from ernie2.corpus import spec as spec_module
+    monkeypatch.setattr(spec_module, "_KEPT", {})
+    line = json.dumps({"paragraphs": [["x" * 1000]]}) + "\n"
+    monkeypatch.setenv("ERNIE2_CORPUS_MEMORY_MB", str(3000 / 2 ** 20))  # 3000 bytes
+    specs = []
+    for k in range(4):
+        f = write(tmp_path / f"c{k}.jsonl", line * 2)  # about 2 KB each
+        specs.append(CorpusSpec(str(f), format="jsonl", annotate=False))
+        list(iter_positioned(specs[-1], shared=True))
+    kept = [v for v in spec_module._KEPT.values() if v]
+    assert 0 < sum(v.size for v in kept) <= 6000 and len(kept) < 4
+    first, again = (list(iter_positioned(specs[-1], shared=True)) for _ in range(2))
+    assert first[0][0] is again[0][0]  # the newest is kept

@@ -183,9 +183,12 @@ MEMORY_MB_DEFAULT = 64
 @dataclass
 class _Kept:
     docs: list[tuple[Document, Position]]
+    size: int  # the file's bytes
     index: dict[str, int] | None = None  # position (as JSON) -> the document it follows
 
 
+# Oldest first; the files kept hold at most twice the limit together (a long-lived process that
+# reads many files, or one file rewritten again and again, does not grow without bound).
 _KEPT: dict[tuple, _Kept | None] = {}
 
 
@@ -219,7 +222,10 @@ def _in_memory(path: Path, fmt: str, spec: CorpusSpec, read) -> _Kept | None:
         read_stats: Counter = Counter()
         docs = list(read(path, lang=spec.lang, on_error=spec.on_error, stats=read_stats,
                          **spec.reader_options))
-        _KEPT[key] = None if +read_stats else _Kept(docs)
+        _KEPT[key] = None if +read_stats else _Kept(docs, size)
+        budget = 2 * limit * 2 ** 20
+        while sum(k.size for k in _KEPT.values() if k) > budget:
+            del _KEPT[next(iter(_KEPT))]
     return _KEPT[key]
 
 
