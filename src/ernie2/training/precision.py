@@ -26,10 +26,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
-def cpu_supports_bf16() -> bool:
-    return native_bf16()
-
-
 def resolve_precision(precision: str, device: torch.device) -> str:
     """`auto`: bf16 on a GPU that has it (else fp16); on CPU, bf16 when the CPU runs bf16
     natively (avx512_bf16 / AMX), else fp32 (`choose_cpu_precision` then times both)."""
@@ -43,7 +39,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         raise ValueError("fp16 needs a GPU (dynamic loss scaling is a CUDA feature here); use "
                          "bf16 or fp32 on CPU")
     if precision == "auto":
-        return "bf16" if cpu_supports_bf16() else "fp32"
+        return "bf16" if native_bf16() else "fp32"
     return precision
 
 
@@ -55,7 +51,7 @@ def choose_cpu_precision(encoder: torch.nn.Module, seq_len: int, tokens: int = 2
     A CPU with avx512_bf16 but no AMX may run bf16 matrix products slower than fp32, while
     smaller models still gain from halved memory traffic: only a measurement tells. The probe
     draws from a private generator and leaves no gradients behind."""
-    if not cpu_supports_bf16():
+    if not native_bf16():
         return "fp32", {}
     logger.info("precision auto: timing fp32 and bf16 on a synthetic batch (a few seconds; "
                 "train.precision = 'fp32' or 'bf16' skips it)")

@@ -34,14 +34,14 @@ logger = logging.getLogger(__name__)
 SHARDING = ("documents", "examples")
 
 
+_EXAMPLE_FIELDS = fields(Example)
+
+
 def _example_state(ex: Example) -> dict[str, Any]:
     """An example as JSON-safe state: dataclasses.asdict without its item-by-item deep copy (a
     checkpoint holds thousands of buffered examples; their fields are ints and lists of ints)."""
     return {f.name: (list(v) if isinstance(v := getattr(ex, f.name), list) else v)
             for f in _EXAMPLE_FIELDS}
-
-
-_EXAMPLE_FIELDS = fields(Example)
 
 
 class TaskStream:
