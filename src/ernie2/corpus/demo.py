@@ -107,6 +107,22 @@ class _DemoFile(NamedTuple):
     limit_counts_documents: bool = True  # else the progress bar has no total
 
 
+SENTIMENT_LEXICON_ZH = "sentiment_lexicon_zh.tsv"
+
+
+def _write_sentiment_lexicon(out: Path) -> dict[str, Any]:
+    """Mine the reviews' sentiment lexicon (corpus.sentiment: seed words and SO-PMI, no labels)
+    from the reviews just written, for the sentiment-masking task."""
+    from ernie2.corpus.readers import read_jsonl
+    from ernie2.corpus.sentiment import mine_lexicon, write_lexicon
+
+    lexicon = mine_lexicon(doc for doc, _ in read_jsonl(out / "reviews_zh.jsonl", lang="zh"))
+    write_lexicon(lexicon, out / SENTIMENT_LEXICON_ZH)
+    positive = sum(e.polarity for e in lexicon.values())
+    return {"file": SENTIMENT_LEXICON_ZH, "words": len(lexicon), "positive": positive,
+            "negative": len(lexicon) - positive}
+
+
 def build_demo(out_dir: str | os.PathLike = "data/demo", langs: Iterable[str] = ("zh", "en"),
                max_docs_zh: int | None = None, max_docs_en: int | None = None,
                vocab_size_zh: int = 8000, vocab_size_en: int = 8000,
@@ -160,6 +176,8 @@ def build_demo(out_dir: str | os.PathLike = "data/demo", langs: Iterable[str] = 
             entry: dict[str, Any] = dict(entries[0])
             for extra in entries[1:]:
                 entry[extra["corpus"].split("_")[0]] = extra
+            if lang == "zh" and reviews:
+                entry["reviews"]["sentiment_lexicon"] = _write_sentiment_lexicon(out)
             if train_vocabs:
                 vocab = train_vocab([text_path], vocab_size, out / f"vocab_{lang}.txt")
                 entry["vocab"] = f"vocab_{lang}.txt"

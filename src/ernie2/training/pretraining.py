@@ -230,6 +230,10 @@ class PretrainRun:
         args = dict(tokenizer=self.tokenizer, max_len=self.cfg.model.max_len,
                     task_id=self.plan.task(name).task_id, **sec.options)
         factory = load_factory(sec.task)
+        # Options a task names in `path_options` are files: relative ones start at data_dir.
+        for key in getattr(factory, "path_options", ()):
+            if isinstance(args.get(key), str):
+                args[key] = str(self.cfg.data_path(args[key]))
         try:
             inspect.signature(factory).bind(**args)
         except TypeError as exc:  # a misspelled or missing option, named before the call
