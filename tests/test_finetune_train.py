@@ -271,3 +271,25 @@ def test_layerwise_decay_slows_the_lower_layers_only(cls_setup, tmp_path):
     assert moved[0.01]["head"] > 0
     with pytest.raises(ValueError, match="layerwise_decay: expected a number in"):
         settings(data, pre, tmp_path / "bad", "classify", layerwise_decay=1.5)
+
+
+def test_head_only_proportion_holds_the_encoder_while_the_head_learns(cls_setup, tmp_path):
+    """LP-FT: of 8 steps at head_only_proportion 0.5 the first 4 move the head alone, and the
+    model saved at step 4 has the pre-trained encoder unchanged (bit for bit); without the hold
+    the same 4 steps move it."""
+    data, pre = cls_setup
+    start = load_file(str(pre / "model.safetensors"))
+    moved = {}
+    for prop in (0.0, 0.5):
+        r = finetune(settings(data, pre, tmp_path / f"p{prop}", "classify", max_steps=8,
+                              eval_every=4, eval_each_epoch=False, head_only_proportion=prop),
+                     stop=lambda step: step == 4)
+        assert r.steps == 4 and [h["step"] for h in r.history] == [4]
+        w = load_file(str(r.best_dir / "model.safetensors"))
+        shared = [k for k in start if k in w and ("embeddings" in k or ".layer." in k)]
+        assert len(shared) > 10
+        moved[prop] = max((w[k] - start[k]).abs().max().item() for k in shared)
+        assert any(k not in start for k in w)  # the head
+    assert moved[0.5] == 0.0 and moved[0.0] > 1e-4
+    with pytest.raises(ValueError, match="head_only_proportion: expected a fraction"):
+        settings(data, pre, tmp_path / "bad", "classify", head_only_proportion=1.0)

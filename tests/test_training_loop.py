@@ -19,8 +19,8 @@ from ernie2.training.data import units_of
 from ernie2.training.loop import NonFiniteLossError, Trainer, token_counts
 from ernie2.training.multitask import (MultiTaskModel, grow_task_embedding, remap_optimizer_state,
                                        step_fn)
-from ernie2.training.optim import (WarmupLinear, base_lrs, layerwise_scales, make_optimizer,
-                                  no_decay_names, warmup_linear)
+from ernie2.training.optim import (WarmupLinear, base_lrs, encoder_hold, layerwise_scales,
+                                   make_optimizer, no_decay_names, warmup_linear)
 from test_training_toytasks import spec, write_corpus
 
 
@@ -335,3 +335,47 @@ def test_layerwise_decay_scales_each_layer_by_its_depth(toy):
                            ("encoder.embeddings.position_embeddings.weight", 1.25e-4),
                            ("heads.mlm.bias", 1e-3)):
         assert moved[name] == pytest.approx(expected, rel=1e-2), name
+
+
+def test_encoder_hold_keeps_the_encoder_still_then_gives_it_its_own_schedule(toy):
+    """LP-FT: held 3 of 10 steps, the embeddings and layers learn at 0 while the pooler and the
+    heads follow the plain warmup (2 steps) and decay; from step 3 the held groups run the same
+    shape over the remaining 7 steps. Hand-worked: a held group is at 1/2 of its peak at step 3
+    (warmup step 1 of 2), at its peak at steps 4 and 5, then 1 - k/5 at step 5 + k."""
+    tok, tasks, _ = toy
+    model = _model(tok, tasks)
+    hold = encoder_hold(3)
+    assert hold("encoder.layers.1.ffn_in.weight") == 3
+    assert hold("encoder.embeddings.word_embeddings.weight") == 3
+    assert hold("encoder.pooler.dense.weight") == 0 and hold("heads.mlm.bias") == 0
+    with pytest.raises(ValueError, match="encoder hold"):
+        encoder_hold(-1)
+    opt = make_optimizer(model, 1e-3, 0.01, hold_of=hold)
+    assert sorted(n for g in opt.param_groups for n in g["names"]) == sorted(
+        n for n, _ in model.named_parameters())
+    held = [g for g in opt.param_groups if g.get("hold")]
+    free = [g for g in opt.param_groups if not g.get("hold")]
+    assert held and all(hold(n) == 3 for g in held for n in g["names"])
+    assert all(hold(n) == 0 for g in free for n in g["names"])
+    sched = WarmupLinear(opt, base_lrs(opt, 1e-3), 2, 10)
+    seen = []
+    for step in range(10):
+        seen.append((held[0]["lr"], free[0]["lr"]))
+        sched.step()
+    assert [h for h, _ in seen] == pytest.approx(
+        [0.0, 0.0, 0.0, 5e-4, 1e-3, 1e-3, 8e-4, 6e-4, 4e-4, 2e-4])
+    assert [f for _, f in seen] == pytest.approx(
+        [5e-4, 1e-3, 1e-3, 0.875e-3, 0.75e-3, 0.625e-3, 0.5e-3, 0.375e-3, 0.25e-3, 0.125e-3])
+    # the hold is structural (from the groups), so a resumed schedule lands at the same rates
+    again = WarmupLinear(opt, base_lrs(opt, 1e-3), 2, 10)
+    again.load_state_dict({**sched.state_dict(), "step": 3})
+    assert held[0]["lr"] == pytest.approx(5e-4)
+    # before the hold ends, Adam steps on real gradients leave the held parameters where they are
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    again.load_state_dict({**sched.state_dict(), "step": 0})
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    for g in opt.param_groups:
+        for n, p in zip(g["names"], g["params"]):
+            assert torch.equal(p.detach(), before[n]) == bool(g.get("hold")), n

@@ -22,7 +22,8 @@ HELP = "fine-tune on classify, pair, regress, ner, mrc or rank data (presets for
 # flag -> FinetuneSettings field; every flag defaults to None so a preset's value stays unless
 # the flag is given.
 _SETTINGS = ("output_dir", "batch_size", "micro_batch_size", "learning_rate", "epochs",
-             "max_steps", "warmup_proportion", "weight_decay", "layerwise_decay", "grad_clip",
+             "max_steps", "warmup_proportion", "weight_decay", "layerwise_decay",
+             "head_only_proportion", "grad_clip",
              "eval_every", "eval_each_epoch", "main_metric", "label_map", "num_layers",
              "hidden_dropout_prob", "attention_probs_dropout_prob", "task_id", "seed", "device",
              "precision", "eval_batch_size", "log_every", "tensorboard", "peak_tflops",
@@ -74,6 +75,9 @@ def add_arguments(p):
     g.add_argument("--layerwise_decay", type=float,
                    help="layer-wise learning-rate decay in (0, 1]: layer i of L learns at "
                         "decay^(L-i) x lr, the embeddings at decay^(L+1) (default 1: one rate)")
+    g.add_argument("--head_only_proportion", type=float,
+                   help="linear probing, then fine-tuning: the first fraction of the steps "
+                        "trains the head alone on the held encoder (default 0)")
     g.add_argument("--grad_clip", type=float, help="max gradient norm (default 1.0)")
     g.add_argument("--eval_every", "--validation_steps", dest="eval_every", type=int,
                    help="also evaluate on dev every N steps (and after each epoch unless "

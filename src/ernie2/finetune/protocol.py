@@ -58,6 +58,10 @@ class ProtocolTask:
     pooling: str = "pooler"  # what a sequence-level head reads (TaskOptions.pooling)
     # the encoder's hidden and attention dropout while fine-tuning (None: each start's config)
     encoder_dropout: float | None = None
+    # layer-wise learning-rate decay (FinetuneSettings.layerwise_decay; 1.0: none)
+    layerwise_decay: float = 1.0
+    # linear probing, then fine-tuning (FinetuneSettings.head_only_proportion; 0: none)
+    head_only_proportion: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,10 @@ def run_key(run: Run) -> dict:
     key = asdict(run)
     task = key.pop("task")
     task.pop("name")
+    # at their defaults, options added later leave the keys of the runs made before them
+    for name, default in (("layerwise_decay", 1.0), ("head_only_proportion", 0.0)):
+        if task.get(name) == default:
+            task.pop(name)
     for k in ("start", "model", "data_dir", "out_dir"):
         key.pop(k)
     model = Path(run.model)
@@ -162,6 +170,7 @@ def _run(run: Run, key: dict) -> tuple[float, float]:
         eval_each_epoch=False,
         main_metric=t.metric, seed=run.seed, precision="fp32", progress=False,
         hidden_dropout_prob=t.encoder_dropout, attention_probs_dropout_prob=t.encoder_dropout,
+        layerwise_decay=t.layerwise_decay, head_only_proportion=t.head_only_proportion,
         log_every=t.steps, tensorboard="off",
         options=TaskOptions(max_len=t.max_len, pooling=t.pooling)))
     metric = r.main_metric

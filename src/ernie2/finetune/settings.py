@@ -35,6 +35,10 @@ class FinetuneSettings:
     # times the rate, the embeddings at layerwise_decay ** (L + 1), the head at the full rate
     # (1.0: one rate for all, the default; ERNIE's recipes use 0.8 or so at base size).
     layerwise_decay: float = 1.0
+    # Linear probing, then fine-tuning (LP-FT): for the first head_only_proportion of the steps
+    # the encoder's embeddings and layers are held (learning rate 0) while the pooler and head
+    # learn on its features; then the encoder joins with its own warmup and decay (0: none).
+    head_only_proportion: float = 0.0
     grad_clip: float | None = 1.0  # max gradient norm (None: no clipping)
     eval_every: int = 0  # steps between dev evaluations; 0: after each epoch only
     eval_each_epoch: bool = True  # also evaluate after every epoch (False: on eval_every only)
@@ -73,6 +77,7 @@ class FinetuneSettings:
         for name in ("learning_rate", "grad_clip", "peak_tflops"):
             need(name, lambda v: v > 0, "a positive number")
         need("warmup_proportion", lambda v: 0 <= v <= 1, "a fraction in [0, 1]")
+        need("head_only_proportion", lambda v: 0 <= v < 1, "a fraction in [0, 1)")
         need("weight_decay", lambda v: v >= 0, "0 or more")
         need("layerwise_decay", lambda v: 0 < v <= 1, "a number in (0, 1]")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):

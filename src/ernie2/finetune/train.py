@@ -20,8 +20,8 @@ from ernie2.training import distributed as dist_util
 from ernie2.training import resume
 from ernie2.training.fit import Cadence, fit
 from ernie2.training.loop import LoopState, Trainer
-from ernie2.training.optim import (WarmupLinear, base_lrs, layerwise_scales, make_optimizer,
-                                   warmup_steps)
+from ernie2.training.optim import (WarmupLinear, base_lrs, encoder_hold, layerwise_scales,
+                                   make_optimizer, warmup_steps)
 from ernie2.training.precision import measure_peak_flops
 from ernie2.training.reporting import MetricLogger
 from ernie2.training.snapshots import CheckpointManager, Loaded
@@ -172,8 +172,10 @@ class FinetuneRun:
             peak = measure_peak_flops(self.precision, str(self.device))
         # At decay 1 every scale is 1: the two groups of one rate, as without it.
         scales = layerwise_scales(self.model.encoder.config.num_hidden_layers, s.layerwise_decay)
+        hold = int(self.total * s.head_only_proportion)
         self.optimizer = make_optimizer(self.model, s.learning_rate, s.weight_decay,
-                                        device=self.device, lr_scale_of=scales)
+                                        device=self.device, lr_scale_of=scales,
+                                        hold_of=encoder_hold(hold) if hold else None)
         self.scheduler = WarmupLinear(self.optimizer, base_lrs(self.optimizer, s.learning_rate),
                                       warmup_steps(self.total, None, s.warmup_proportion),
                                       self.total)

@@ -38,27 +38,36 @@ def lexical_names(module: nn.Module) -> set[str]:
 
 
 def param_groups(module: nn.Module, weight_decay: float, lexical_lr_scale: float = 1.0,
-                 lr_scale_of: Callable[[str], float] | None = None) -> list[dict]:
+                 lr_scale_of: Callable[[str], float] | None = None,
+                 hold_of: Callable[[str], int] | None = None) -> list[dict]:
     """Groups decayed and not, each with the parameter names (for state carried by name). With
     `lexical_lr_scale` != 1 the token tables (`lexical_names`) get two groups of their own whose
     "lr_scale" says their learning rate as a multiple of the others'. `lr_scale_of` maps any
-    other parameter's name to its scale (e.g. `layerwise_scales`); parameters of one scale share
-    a group. The groups at scale 1 come first, then the others in the order their first
-    parameter is met."""
+    other parameter's name to its scale (e.g. `layerwise_scales`); `hold_of` maps a name to the
+    steps its learning rate is held at 0 before its own schedule starts (`WarmupLinear`; e.g.
+    `encoder_hold`). Parameters of one scale and hold share a group. The groups at scale 1 and
+    no hold come first, then the others in the order their first parameter is met."""
     skip = no_decay_names(module)
     lexical = lexical_names(module) if lexical_lr_scale != 1.0 else set()
-    # (decayed, scale) -> (params, names); the groups at scale 1 are kept when empty
-    groups: dict[tuple[bool, float], tuple[list, list]] = {(True, 1.0): ([], []),
-                                                           (False, 1.0): ([], [])}
+    # (decayed, scale, hold) -> (params, names); the groups at scale 1, no hold, are kept empty
+    groups: dict[tuple[bool, float, int], tuple[list, list]] = {(True, 1.0, 0): ([], []),
+                                                                (False, 1.0, 0): ([], [])}
     for name, p in module.named_parameters():
         if p.requires_grad:
             scale = (lexical_lr_scale if name in lexical
                      else lr_scale_of(name) if lr_scale_of is not None else 1.0)
-            params, names = groups.setdefault((name not in skip, float(scale)), ([], []))
+            hold = int(hold_of(name)) if hold_of is not None else 0
+            params, names = groups.setdefault((name not in skip, float(scale), hold), ([], []))
             params.append(p)
             names.append(name)
-    return [{"params": params, "names": names, "weight_decay": weight_decay if decay else 0.0,
-             "lr_scale": scale} for (decay, scale), (params, names) in groups.items()]
+    out = []
+    for (decay, scale, hold), (params, names) in groups.items():
+        g = {"params": params, "names": names, "weight_decay": weight_decay if decay else 0.0,
+             "lr_scale": scale}
+        if hold:
+            g["hold"] = hold
+        out.append(g)
+    return out
 
 
 def layerwise_scales(num_layers: int, decay: float) -> Callable[[str], float]:
@@ -81,17 +90,36 @@ def layerwise_scales(num_layers: int, decay: float) -> Callable[[str], float]:
     return scale
 
 
+def encoder_hold(steps: int) -> Callable[[str], int]:
+    """`hold_of` for linear probing, then fine-tuning (LP-FT, Kumar et al. 2022): the encoder's
+    embeddings and layers (the parameters `layerwise_scales` scales) wait `steps` steps while
+    the head above them (the pooler, a task head) learns alone; fine-tuning all of them from a
+    random head distorts the pre-trained features the head could have read."""
+    if steps < 0:
+        raise ValueError(f"encoder hold: expected 0 or more steps, got {steps!r}")
+
+    def hold(name: str) -> int:
+        parts = name.split(".")
+        if "embeddings" in parts or any(p == "layers" and parts[i + 1].isdigit()
+                                        for i, p in enumerate(parts[:-1])):
+            return steps
+        return 0
+
+    return hold
+
+
 def make_optimizer(module: nn.Module, lr: float, weight_decay: float = 0.01,
                    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                    device: torch.device | str = "cpu",
                    lexical_lr_scale: float = 1.0,
-                   lr_scale_of: Callable[[str], float] | None = None) -> torch.optim.AdamW:
+                   lr_scale_of: Callable[[str], float] | None = None,
+                   hold_of: Callable[[str], int] | None = None) -> torch.optim.AdamW:
     """AdamW over `param_groups`; each group's "lr" is lr x its "lr_scale" (`base_lrs` reads
     them back for the schedule)."""
     del device  # the parameters' device decides
     # Fused AdamW: one kernel over all parameters (CUDA, and CPU since torch 2.4, where it
     # measured about 2x faster than foreach for a base-size model); foreach where unsupported.
-    groups = param_groups(module, weight_decay, lexical_lr_scale, lr_scale_of)
+    groups = param_groups(module, weight_decay, lexical_lr_scale, lr_scale_of, hold_of)
     for g in groups:
         g["lr"] = lr * g["lr_scale"]
     try:
@@ -118,7 +146,9 @@ def warmup_linear(step: int, warmup: int, total: int, min_ratio: float = 0.0) ->
 
 class WarmupLinear:
     """The multiplier as a small object whose whole state is (warmup, total, min_ratio, step),
-    so it round-trips through JSON and can be re-attached to a new optimizer."""
+    so it round-trips through JSON and can be re-attached to a new optimizer. A group with a
+    "hold" of h steps (`param_groups`) learns at 0 for its first h steps, then follows its own
+    warmup and decay over the remaining total - h."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, base_lrs: list[float], warmup: int,
                  total: int, min_ratio: float = 0.0, step: int = 0):
@@ -131,7 +161,14 @@ class WarmupLinear:
     def _apply(self) -> None:
         m = warmup_linear(self.step_count, self.warmup, self.total, self.min_ratio)
         for g, base in zip(self.optimizer.param_groups, self.base_lrs):
-            g["lr"] = base * m
+            hold = g.get("hold", 0)
+            if not hold:
+                g["lr"] = base * m
+            elif self.step_count < hold:
+                g["lr"] = 0.0
+            else:
+                g["lr"] = base * warmup_linear(self.step_count - hold, self.warmup,
+                                               self.total - hold, self.min_ratio)
 
     def step(self) -> None:
         self.step_count += 1
