@@ -126,28 +126,3 @@ def test_task_masks_about_mask_prob_of_the_words_and_at_least_one():
         create_task("sentiment_masking", tokenizer=tok, mask_prob=0)
     with pytest.raises(ValueError, match="replace"):
         create_task("sentiment_masking", tokenizer=tok, replace=(0.9, 0.2))
-
-
-def test_polarity_task_labels_the_window_by_its_words_and_masks_them_all():
-    tok = make_tokenizer(list("质量不好很失望房间"))
-    lex = {"好": LexiconEntry(1), "失望": LexiconEntry(0), "满意": LexiconEntry(1)}
-    task = create_task("sentiment_polarity", tokenizer=tok, max_len=32, lexicon=lex,
-                       replace=(1.0, 0.0))
-    assert task.kind == "sequence" and task.pooling == "mean"
-    # 不好 counts negative, 失望 negative: net -2, label 0; both words masked, the rest kept.
-    ex = task.build(review("质量", "不", "好", "很", "失望"), random.Random(0))
-    assert ex.labels == 0
-    assert ex.input_ids[1:-1] == [tok.mask_id if c in "好失望" else tok.vocab[c]
-                                  for c in "质量不好很失望"]
-    assert task.build(review("房间", "很", "好"), random.Random(0)).labels == 1
-    # One positive and one negative word: undecided, skipped and counted.
-    assert task.build(review("好", "失望"), random.Random(0)) is None
-    assert task.stats["skipped_undecided"] == 1
-    assert task.build(review("房间"), random.Random(0)) is None
-    assert task.stats["skipped_no_sentiment_word"] == 1
-    assert task.stats["label_0"] == 1 and task.stats["label_1"] == 1
-    # margin 2: a single positive word no longer decides.
-    strict = create_task("sentiment_polarity", tokenizer=tok, max_len=32, lexicon=lex, margin=2)
-    assert strict.build(review("房间", "很", "好"), random.Random(0)) is None
-    with pytest.raises(ValueError, match="margin"):
-        create_task("sentiment_polarity", tokenizer=tok, lexicon=lex, margin=0)

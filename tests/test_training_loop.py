@@ -359,7 +359,7 @@ def test_encoder_hold_keeps_the_encoder_still_then_gives_it_its_own_schedule(toy
     assert all(hold(n) == 0 for g in free for n in g["names"])
     sched = WarmupLinear(opt, base_lrs(opt, 1e-3), 2, 10)
     seen = []
-    for step in range(10):
+    for _ in range(10):
         seen.append((held[0]["lr"], free[0]["lr"]))
         sched.step()
     assert [h for h, _ in seen] == pytest.approx(

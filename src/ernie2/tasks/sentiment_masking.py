@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from ernie2.corpus.document import Document, Sentence
 from ernie2.corpus.sentiment import NEGATORS_ZH, SEEDS_ZH, LexiconEntry, read_lexicon
 from ernie2.model.heads import IGNORE_INDEX
-from ernie2.tasks.protocol import Example, SequenceTask, TokenTask
+from ernie2.tasks.protocol import Example, TokenTask
 from ernie2.tasks.registry import register
 from ernie2.tasks.tokens import sentence_window, vocab_info
 
@@ -143,47 +143,3 @@ class SentimentMasking(TokenTask):
             self.mask(ids, unit, rng)
             self.stats[f"polarity_{pol}"] += 1
         return self.example(ids, labels)
-
-
-@register("sentiment_polarity")
-class SentimentPolarity(SequenceTask):
-    """A window's overall polarity from its sentiment words, with the words masked: distant
-    supervision (Go et al. 2009, with a mined lexicon for the emoticons). The label is 1 when the
-    window's positive words (negation counted) outnumber its negative ones by at least `margin`,
-    0 when the negative ones do; a window in between is skipped (`skipped_undecided`). Every
-    sentiment word is masked (`mask_prob`, default 1, as `replace` says), so the model must tell
-    an opinion's direction from the rest of the text. Options as sentiment_masking's, plus
-    `margin` (default 1) and `pooling` (default "mean")."""
-
-    num_classes = 2
-    skip_languages: tuple[str, ...] = ("en",)
-    path_options = ("lexicon",)
-    description = "predict a window's polarity from its text, its sentiment words masked"
-
-    def __init__(self, tokenizer=None, max_len: int = 128, task_id: int = 0,
-                 lexicon: str | os.PathLike | Mapping[str, LexiconEntry] | None = None,
-                 mask_prob: float = 1.0, replace: tuple[float, float] = (0.8, 0.1),
-                 lang: str = "zh", margin: int = 1, pooling: str = "mean",
-                 name: str = "sentiment_polarity"):
-        super().__init__(tokenizer, max_len, task_id, name, pooling)
-        if not isinstance(margin, int) or margin < 1:
-            raise ValueError(f"margin must be a whole number of words, 1 or more, got {margin!r}")
-        self.margin = margin
-        self.words = SentimentMasking(tokenizer, max_len, task_id, lexicon, mask_prob, replace,
-                                      lang, name)
-        self.words.stats = self.stats  # one set of counts
-        self.skip_languages = self.words.skip_languages
-
-    def build(self, doc: Document, rng: random.Random) -> Example | None:
-        found = self.words.window(doc, rng)
-        if found is None:
-            return None
-        ids, units = found
-        net = sum(1 if pol else -1 for _, _, pol in units)
-        if abs(net) < self.margin:
-            self.stats.skip("undecided")
-            return None
-        for unit in units:
-            if rng.random() < self.words.mask_prob:
-                self.words.mask(ids, unit, rng)
-        return self.example([ids], int(net > 0))
