@@ -106,9 +106,10 @@ def test_preset_values_and_flag_overrides():
     parser = build_parser()
     args = parser.parse_args(["finetune", "--preset", "chnsenticorp", "--data_dir", "d",
                               "--from_pretrained", "m", "--lr", "1e-3", "--micro_bsz", "8",
-                              "--no-for_cn", "--max_seqlen", "64", "--layerwise_decay", "0.8"])
+                              "--no-for_cn", "--max_seqlen", "64", "--layerwise_decay", "0.8",
+                              "--head_only_proportion", "0.3"])
     s = settings_from_args(args)
-    assert s.layerwise_decay == 0.8
+    assert s.layerwise_decay == 0.8 and s.head_only_proportion == 0.3
     # The ChnSentiCorp row: batch 24, 10 epochs, weight decay 0.01; flags override the rest.
     assert (s.task, s.batch_size, s.epochs, s.weight_decay) == ("classify", 24, 10, 0.01)
     assert (s.learning_rate, s.micro_batch_size) == (1e-3, 8)

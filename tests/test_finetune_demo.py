@@ -172,3 +172,26 @@ def test_random_runs_done_while_pretraining_are_reused_by_the_full_report(tmp_pa
     assert (out / "random_init" / "model.safetensors").stat().st_mtime_ns == weights
     assert len(list((out / "runs").rglob("result.json"))) == 6
     assert set(summary["results"]["sentiment"]) == {demo.PRETRAINED, demo.RANDOM}
+
+
+def test_run_key_leaves_later_options_out_at_their_defaults(tmp_path):
+    # runs cached before layerwise_decay and head_only_proportion existed keep their keys;
+    # a run with either set is a different run
+    from dataclasses import replace
+
+    from ernie2.finetune.protocol import Run, run_key
+
+    tsv = samples.sentiment(tmp_path / "cls", sizes=(8, 4, 4))
+    vocab = samples.write_char_vocab(samples.all_texts(tsv), tmp_path / "vocab.txt")
+    cfg = ErnieConfig.from_name("test", vocab_size=ErnieTokenizer(vocab).vocab_size)
+    ErnieModel(cfg).save_pretrained(tmp_path / "m", vocab)
+    task = ProtocolTask("s", "classify", str(tsv), 3, (1e-3,), max_len=32)
+    keys = {}
+    for label, t in (("default", task), ("hold", replace(task, head_only_proportion=0.3)),
+                     ("decay", replace(task, layerwise_decay=0.8))):
+        keys[label] = run_key(Run(t, "m", str(tmp_path / "m"), 1e-3, 1, None, str(tsv),
+                                  str(tmp_path / label)))
+    assert not {"head_only_proportion", "layerwise_decay"} & set(keys["default"]["task"])
+    assert keys["hold"]["task"]["head_only_proportion"] == 0.3
+    assert keys["decay"]["task"]["layerwise_decay"] == 0.8
+    assert len({json.dumps(k, sort_keys=True) for k in keys.values()}) == 3
