@@ -34,7 +34,7 @@ import os
 import shutil
 import statistics
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -113,6 +113,9 @@ def _hash_tensors(path: Path, h) -> None:
             h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
 
 
+_TASK_DEFAULTS = {f.name: f.default for f in fields(ProtocolTask)}
+
+
 def run_key(run: Run) -> dict:
     """What decides a run's score: its settings, and digests of the start's files (weights,
     config, vocab) and of the data directory. Paths and the start's name are left out."""
@@ -120,9 +123,9 @@ def run_key(run: Run) -> dict:
     task = key.pop("task")
     task.pop("name")
     # at their defaults, options added later leave the keys of the runs made before them
-    for name, default in (("layerwise_decay", 1.0), ("head_only_proportion", 0.0)):
-        if task.get(name) == default:
-            task.pop(name)
+    for name in ("layerwise_decay", "head_only_proportion"):
+        if task[name] == _TASK_DEFAULTS[name]:
+            del task[name]
     for k in ("start", "model", "data_dir", "out_dir"):
         key.pop(k)
     model = Path(run.model)

@@ -172,10 +172,10 @@ class FinetuneRun:
             peak = measure_peak_flops(self.precision, str(self.device))
         # At decay 1 every scale is 1: the two groups of one rate, as without it.
         scales = layerwise_scales(self.model.encoder.config.num_hidden_layers, s.layerwise_decay)
-        hold = int(self.total * s.head_only_proportion)
+        # LP-FT: the encoder waits this share of the steps (0: no group is held)
+        hold = encoder_hold(int(self.total * s.head_only_proportion))
         self.optimizer = make_optimizer(self.model, s.learning_rate, s.weight_decay,
-                                        device=self.device, lr_scale_of=scales,
-                                        hold_of=encoder_hold(hold) if hold else None)
+                                        device=self.device, lr_scale_of=scales, hold_of=hold)
         self.scheduler = WarmupLinear(self.optimizer, base_lrs(self.optimizer, s.learning_rate),
                                       warmup_steps(self.total, None, s.warmup_proportion),
                                       self.total)

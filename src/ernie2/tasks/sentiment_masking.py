@@ -91,10 +91,7 @@ class SentimentMasking(TokenTask):
         self.mask_prob, self.replace = float(mask_prob), (p_mask, p_random)
         self.info = vocab_info(self.tok)
 
-    def window(self, doc: Document, rng: random.Random
-               ) -> tuple[list[int], list[tuple[int, int, int]]] | None:
-        """A window's token ids and its sentiment words' token ranges and polarities, or None
-        (a skip, counted) when it has none."""
+    def build(self, doc: Document, rng: random.Random) -> Example | None:
         sents = doc.sentences
         if not sents or not any(s.text for s in sents):
             self.stats.skip("empty")
@@ -117,29 +114,17 @@ class SentimentMasking(TokenTask):
         if not units:
             self.stats.skip("no_sentiment_word")
             return None
-        return ids, units
-
-    def mask(self, ids: list[int], unit: tuple[int, int, int], rng: random.Random) -> None:
-        """Replace one sentiment word's tokens in place, as `replace` says."""
-        a, b, _ = unit
-        p_mask, p_random = self.replace
-        r = rng.random()
-        for t in range(a, b):
-            if r < p_mask:
-                ids[t] = self.tok.mask_id
-            elif r < p_mask + p_random:
-                ids[t] = self.info.random_ids[rng.randrange(len(self.info.random_ids))]
-
-    def build(self, doc: Document, rng: random.Random) -> Example | None:
-        found = self.window(doc, rng)
-        if found is None:
-            return None
-        ids, units = found
         chosen = [u for u in units if rng.random() < self.mask_prob] or [rng.choice(units)]
         labels = [IGNORE_INDEX] * len(ids)
-        for unit in chosen:
-            a, b, pol = unit
-            labels[a:b] = [pol] * (b - a)
-            self.mask(ids, unit, rng)
+        p_mask, p_random = self.replace
+        rand_ids = self.info.random_ids
+        for a, b, pol in chosen:
+            r = rng.random()
+            for t in range(a, b):
+                labels[t] = pol
+                if r < p_mask:
+                    ids[t] = self.tok.mask_id
+                elif r < p_mask + p_random:
+                    ids[t] = rand_ids[rng.randrange(len(rand_ids))]
             self.stats[f"polarity_{pol}"] += 1
         return self.example(ids, labels)

@@ -70,6 +70,18 @@ def param_groups(module: nn.Module, weight_decay: float, lexical_lr_scale: float
     return out
 
 
+def encoder_layer(name: str) -> int | None:
+    """Where a parameter sits in the encoder, by its name: i for `...layers.<i>.`, -1 for
+    `...embeddings.`, None above the layers (the pooler, a task head)."""
+    parts = name.split(".")
+    if "embeddings" in parts:
+        return -1
+    for i, part in enumerate(parts[:-1]):
+        if part == "layers" and parts[i + 1].isdigit():
+            return int(parts[i + 1])
+    return None
+
+
 def layerwise_scales(num_layers: int, decay: float) -> Callable[[str], float]:
     """Layer-wise learning-rate decay (as in ERNIE's and ELECTRA's fine-tuning recipes): a
     parameter of encoder layer i learns at decay ** (num_layers - i) times the rate, the
@@ -79,31 +91,22 @@ def layerwise_scales(num_layers: int, decay: float) -> Callable[[str], float]:
         raise ValueError(f"layer-wise decay: expected a number in (0, 1], got {decay!r}")
 
     def scale(name: str) -> float:
-        parts = name.split(".")
-        if "embeddings" in parts:
-            return decay ** (num_layers + 1)
-        for i, part in enumerate(parts[:-1]):
-            if part == "layers" and parts[i + 1].isdigit():
-                return decay ** (num_layers - int(parts[i + 1]))
-        return 1.0
+        layer = encoder_layer(name)
+        return 1.0 if layer is None else decay ** (num_layers - layer)
 
     return scale
 
 
 def encoder_hold(steps: int) -> Callable[[str], int]:
     """`hold_of` for linear probing, then fine-tuning (LP-FT, Kumar et al. 2022): the encoder's
-    embeddings and layers (the parameters `layerwise_scales` scales) wait `steps` steps while
+    embeddings and layers (`encoder_layer`) wait `steps` steps while
     the head above them (the pooler, a task head) learns alone; fine-tuning all of them from a
     random head distorts the pre-trained features the head could have read."""
     if steps < 0:
         raise ValueError(f"encoder hold: expected 0 or more steps, got {steps!r}")
 
     def hold(name: str) -> int:
-        parts = name.split(".")
-        if "embeddings" in parts or any(p == "layers" and parts[i + 1].isdigit()
-                                        for i, p in enumerate(parts[:-1])):
-            return steps
-        return 0
+        return 0 if encoder_layer(name) is None else steps
 
     return hold
 
@@ -164,11 +167,9 @@ class WarmupLinear:
             hold = g.get("hold", 0)
             if not hold:
                 g["lr"] = base * m
-            elif self.step_count < hold:
-                g["lr"] = 0.0
-            else:
-                g["lr"] = base * warmup_linear(self.step_count - hold, self.warmup,
-                                               self.total - hold, self.min_ratio)
+            else:  # held at 0, then the same shape over the steps left
+                g["lr"] = 0.0 if self.step_count < hold else base * warmup_linear(
+                    self.step_count - hold, self.warmup, self.total - hold, self.min_ratio)
 
     def step(self) -> None:
         self.step_count += 1
